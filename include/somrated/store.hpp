@@ -123,6 +123,12 @@ class store {
                                     std::optional<std::chrono::sys_days> effective_date,
                                     double max_jump);
 
+  /// Bulk-loads change points for one (source, currency) in one transaction, for
+  /// backfills and benchmarks. points must be ascending and later than any stored one;
+  /// each becomes a change point whose observed_at equals its time.
+  void import_changes(std::string_view source, std::string_view currency,
+                      std::span<const history_point> points);
+
   /// Appends to the scrape log.
   void log_scrape(const scrape_record& r);
 
