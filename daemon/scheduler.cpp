@@ -1,0 +1,225 @@
+#include "somrated/scheduler.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <utility>
+
+#include <boost/asio/post.hpp>
+#include <fmt/format.h>
+
+#include "somrated/db_worker.hpp"
+#include "somrated/extract.hpp"
+#include "somrated/log.hpp"
+#include "somrated/source_board.hpp"
+
+namespace somrated {
+
+namespace net = boost::asio;
+using namespace std::chrono_literals;
+
+/// One source's schedule and the little it remembers between scrapes.
+struct scheduler::source_state {
+  explicit source_state(net::io_context& ioc, source_config c)
+      : cfg(std::move(c)), timer(ioc) {}
+
+  source_config cfg;
+  net::steady_timer timer;
+  std::string etag;                    ///< Validators of the last 200, for conditional GETs.
+  std::string last_modified;
+  std::vector<rate_quote> last_quotes;  ///< What the last 200 said; a 304 confirms it again.
+  int failures = 0;                     ///< Consecutive failed scrapes.
+};
+
+extraction extract_for_kind(std::string_view kind, std::string_view body) {
+  if (kind == "24kg") return extract_24kg(body);
+  if (kind == "nbkr") return extract_nbkr(body);
+  extraction e;
+  e.error = fmt::format("unknown source kind '{}'", kind);
+  return e;
+}
+
+std::chrono::milliseconds retry_delay(std::chrono::milliseconds interval, int failures,
+                                      double jitter) {
+  const auto base = std::min<std::chrono::milliseconds>(interval, 30s);
+  const auto cap = std::max<std::chrono::milliseconds>(interval, 5 * base);
+  const int doublings = std::clamp(failures - 1, 0, 30);
+  // Doubling in floating point cannot overflow; the cap bounds the result anyway.
+  const double raw = static_cast<double>(base.count()) * std::ldexp(1.0, doublings);
+  const double capped = std::min(raw, static_cast<double>(cap.count()));
+  const double jittered = capped * std::clamp(jitter, 0.8, 1.2);
+  return std::chrono::milliseconds(std::max<std::int64_t>(1000, std::llround(jittered)));
+}
+
+scheduler::scheduler(net::io_context& ioc, std::vector<source_config> sources,
+                     db_worker& writer, source_board& board, logger& log)
+    : ioc_(ioc),
+      writer_(writer),
+      board_(board),
+      log_(log),
+      client_(ioc.get_executor()),
+      rng_(std::random_device{}()) {
+  for (auto& c : sources) sources_.push_back(std::make_unique<source_state>(ioc, std::move(c)));
+}
+
+scheduler::~scheduler() = default;
+
+void scheduler::start() {
+  for (auto& s : sources_) schedule(*s, 0ms);
+}
+
+void scheduler::stop() {
+  stopped_ = true;
+  for (auto& s : sources_) s->timer.cancel();
+}
+
+void scheduler::schedule(source_state& s, std::chrono::milliseconds delay) {
+  if (stopped_) return;
+  board_.set_next_scrape(s.cfg.name, now() + delay);
+  s.timer.expires_after(delay);
+  s.timer.async_wait([this, &s](boost::system::error_code ec) {
+    if (ec || stopped_) return;
+    scrape(s);
+  });
+}
+
+void scheduler::scrape(source_state& s) {
+  fetch_request req;
+  req.url = s.cfg.url;
+  req.ca_file = s.cfg.ca_file;
+  req.timeout = s.cfg.timeout;
+  req.max_body = s.cfg.max_body;
+  if (!s.last_quotes.empty()) {
+    req.etag = s.etag;
+    req.last_modified = s.last_modified;
+  }
+  const timestamp started = now();
+  const auto t0 = std::chrono::steady_clock::now();
+  log_.log(log_level::debug, "{}: fetching {}", s.cfg.name, s.cfg.url);
+  client_.async_fetch(std::move(req), [this, &s, started, t0](fetch_result r) {
+    if (stopped_) return;
+    on_fetched(s, std::move(r), started, t0);
+  });
+}
+
+void scheduler::on_fetched(source_state& s, fetch_result r, timestamp started,
+                           std::chrono::steady_clock::time_point t0) {
+  // Everything the writer thread needs is copied into the job: it never touches s.
+  struct job_input {
+    std::string name, kind;
+    double max_jump;
+    fetch_result fetched;
+    std::vector<rate_quote> cached;
+    timestamp started;
+    std::chrono::steady_clock::time_point t0;
+  };
+  auto in = std::make_shared<job_input>(job_input{s.cfg.name, s.cfg.kind, s.cfg.max_jump,
+                                                  std::move(r), s.last_quotes, started, t0});
+  writer_.post([this, &s, in](store& db) {
+    scrape_record rec;
+    rec.source = in->name;
+    rec.started_at = in->started;
+    rec.http_status = in->fetched.status;
+    std::vector<rate_quote> quotes;
+    std::vector<record_result> results;
+    std::string error;
+    if (!in->fetched.ok()) {
+      error = in->fetched.error;
+    } else if (in->fetched.not_modified) {
+      quotes = in->cached;
+    } else {
+      extraction e = extract_for_kind(in->kind, in->fetched.body);
+      if (e.ok()) {
+        quotes = std::move(e.rates);
+      } else {
+        error = e.error.empty() ? std::string("no rates in document") : std::move(e.error);
+      }
+      if (!quotes.empty()) {
+        try {
+          results = db.record(in->name, now(), quotes, e.effective_date, in->max_jump);
+        } catch (const std::exception& ex) {
+          error = fmt::format("storing rates failed: {}", ex.what());
+          quotes.clear();
+        }
+      }
+    }
+    if (error.empty() && in->fetched.not_modified && !quotes.empty()) {
+      try {
+        results = db.record(in->name, now(), quotes, std::nullopt, in->max_jump);
+      } catch (const std::exception& ex) {
+        error = fmt::format("storing rates failed: {}", ex.what());
+        quotes.clear();
+      }
+    }
+
+    std::string held;
+    std::string changes;
+    for (const auto& res : results) {
+      const std::string rate = [&] {
+        for (const auto& q : quotes)
+          if (q.currency == res.currency) return q.rate.text();
+        return std::string();
+      }();
+      if (res.outcome == record_outcome::held) {
+        held += fmt::format("{}{} {} (was {})", held.empty() ? "" : ", ", res.currency, rate,
+                            res.previous ? res.previous->text() : "none");
+      } else if (res.outcome != record_outcome::confirmed) {
+        changes += fmt::format("{}{} {}", changes.empty() ? "" : ", ", res.currency, rate);
+      }
+    }
+    rec.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::steady_clock::now() - in->t0);
+    if (!error.empty()) {
+      rec.outcome = "error";
+      rec.error = error;
+    } else if (!held.empty()) {
+      rec.outcome = "held";
+      rec.error = fmt::format("held until confirmed: {}", held);
+    } else {
+      rec.outcome = in->fetched.not_modified ? "not_modified" : "ok";
+    }
+    try {
+      db.log_scrape(rec);
+    } catch (const std::exception& ex) {
+      log_.log(log_level::error, "{}: cannot write the scrape log: {}", in->name, ex.what());
+    }
+
+    if (!error.empty()) {
+      log_.log(log_level::warning, "{}: scrape failed: {}", in->name, error);
+    } else {
+      if (!changes.empty()) log_.log(log_level::notice, "{}: new rates: {}", in->name, changes);
+      if (!held.empty())
+        log_.log(log_level::warning, "{}: implausible jump held until the next scrape confirms it: {}",
+                 in->name, held);
+      log_.log(log_level::info, "{}: scrape ok ({} rates, {} ms{})", in->name, quotes.size(),
+               rec.duration.count(), in->fetched.not_modified ? ", not modified" : "");
+    }
+    const bool success = error.empty();
+    net::post(ioc_, [this, &s, success, quotes = std::move(quotes),
+                     etag = std::move(in->fetched.etag),
+                     last_modified = std::move(in->fetched.last_modified),
+                     not_modified = in->fetched.not_modified]() mutable {
+      if (success && !not_modified) {
+        s.etag = std::move(etag);
+        s.last_modified = std::move(last_modified);
+      }
+      on_stored(s, success, std::move(quotes));
+    });
+  });
+}
+
+void scheduler::on_stored(source_state& s, bool success, std::vector<rate_quote> quotes) {
+  if (success) {
+    s.failures = 0;
+    s.last_quotes = std::move(quotes);
+    schedule(s, s.cfg.interval);
+    return;
+  }
+  ++s.failures;
+  std::uniform_real_distribution<double> jitter(0.8, 1.2);
+  const auto delay = retry_delay(s.cfg.interval, s.failures, jitter(rng_));
+  log_.log(log_level::info, "{}: retrying in {} ms (failure {} in a row)", s.cfg.name,
+           delay.count(), s.failures);
+  schedule(s, delay);
+}
+
+}  // namespace somrated

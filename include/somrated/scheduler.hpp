@@ -1,0 +1,74 @@
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "somrated/config.hpp"
+#include "somrated/http_client.hpp"
+#include "somrated/observation.hpp"
+#include "somrated/store.hpp"
+
+namespace somrated {
+
+class db_worker;
+class logger;
+class source_board;
+
+/// Runs the extractor that belongs to a source kind ("24kg", "nbkr") over a body.
+extraction extract_for_kind(std::string_view kind, std::string_view body);
+
+/// The delay before retry number `failures` (1 = first failure) of a source scraped
+/// every `interval`: exponential from min(interval, 30s), capped at max(interval, 5
+/// base delays), scaled by jitter in [0.8, 1.2] so many daemons do not retry in step.
+std::chrono::milliseconds retry_delay(std::chrono::milliseconds interval, int failures,
+                                      double jitter);
+
+/// Scrapes every configured source on its own interval.
+///
+/// Fetches run on the io_context; extraction and storage run on the writer db_worker
+/// (off the network thread), and the outcome comes back to the io_context to plan the
+/// next scrape. A failure is retried with exponential backoff and jitter (retry_delay),
+/// never in a tight loop. Validators (ETag/Last-Modified) are kept per source, and a
+/// 304 confirms the values read last time.
+class scheduler {
+ public:
+  /// Scrapes sources, storing through writer; board and log are shared with the API.
+  scheduler(boost::asio::io_context& ioc, std::vector<source_config> sources, db_worker& writer,
+            source_board& board, logger& log);
+  ~scheduler();
+  scheduler(const scheduler&) = delete;
+  scheduler& operator=(const scheduler&) = delete;
+
+  /// Schedules the first scrape of every source right away.
+  void start();
+
+  /// Cancels timers; results of fetches still in flight are dropped.
+  void stop();
+
+ private:
+  struct source_state;
+
+  void schedule(source_state& s, std::chrono::milliseconds delay);
+  void scrape(source_state& s);
+  void on_fetched(source_state& s, fetch_result r, timestamp started,
+                  std::chrono::steady_clock::time_point t0);
+  void on_stored(source_state& s, bool success, std::vector<rate_quote> quotes);
+
+  boost::asio::io_context& ioc_;
+  db_worker& writer_;
+  source_board& board_;
+  logger& log_;
+  http_client client_;
+  std::vector<std::unique_ptr<source_state>> sources_;
+  std::mt19937 rng_;
+  bool stopped_ = false;
+};
+
+}  // namespace somrated
