@@ -3,6 +3,8 @@
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
+#include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -21,22 +23,31 @@ struct source_config {
   std::string name;                  ///< Unique; defaults to the kind ("24kg", "nbkr").
   std::string kind;                  ///< "24kg" or "nbkr".
   std::string url;                   ///< https://, http:// or file://.
-  std::chrono::milliseconds interval{std::chrono::minutes(10)};
+  std::chrono::milliseconds interval{std::chrono::minutes(10)};  ///< Between fetches; >= 1s.
   std::string ca_file;               ///< Extra trust anchors (PEM) for private CAs; empty = system store.
   double max_jump = 0.25;            ///< Plausibility share; a larger move is held until confirmed.
   std::chrono::milliseconds timeout{std::chrono::seconds(20)};  ///< Per network operation.
   std::size_t max_body = 8u << 20;   ///< Largest body accepted, bytes.
+
+  /// Field by field.
+  bool operator==(const source_config&) const = default;
 };
 
 /// `[server]`.
 struct server_config {
   std::string listen = "127.0.0.1:8080";  ///< HOST:PORT; [v6]:PORT also accepted.
-  std::size_t max_connections = 1024;
+  std::size_t max_connections = 1024;     ///< Open HTTP connections at most.
+
+  /// Field by field.
+  bool operator==(const server_config&) const = default;
 };
 
 /// `[storage]`.
 struct storage_config {
   std::string path = "./somrated.db";
+
+  /// Field by field.
+  bool operator==(const storage_config&) const = default;
 };
 
 /// The whole configuration.
@@ -45,6 +56,9 @@ struct config {
   storage_config storage;
   std::vector<source_config> sources;
   std::string log_level = "info";  ///< `[log] level`: error, warning, notice, info, debug.
+
+  /// Field by field; parse_config(to_toml(c)) == c.
+  bool operator==(const config&) const = default;
 };
 
 /// The built-in defaults: 24.kg English every 10m and NBKR daily.xml every 1h.
@@ -57,7 +71,27 @@ config parse_config(std::string_view toml_text, std::string_view origin);
 /// Reads and parses a file. Throws config_error.
 config load_config(const std::filesystem::path& path);
 
-/// Renders a config as TOML (for `--help` examples and check-config).
+/// Renders a config as TOML (for `--help` examples and check-config): every key, in
+/// schema order, so that parse_config(to_toml(c)) == c.
 std::string to_toml(const config& c);
+
+/// What is wrong with a listen address, or nullopt when it is usable. Accepted:
+/// "IPV4:PORT", "[IPV6]:PORT" and "localhost:PORT", port 0..65535 (0 picks a free port).
+std::optional<std::string> listen_problem(std::string_view listen);
+
+/// Parses a byte size: a plain integer or an integer with B, KiB or MiB ("8MiB").
+/// Zero and sizes above 1 GiB are rejected.
+std::optional<std::size_t> parse_size(std::string_view text);
+
+/// Formats a byte size in the largest exact unit: "8MiB", "512KiB", "1500B".
+std::string format_size(std::size_t bytes);
+
+/// Levenshtein distance, for "did you mean" hints.
+std::size_t edit_distance(std::string_view a, std::string_view b);
+
+/// The candidate closest to word when it is close enough to be a likely typo
+/// (at most 2 edits, and fewer edits than word has characters), else nullopt.
+std::optional<std::string_view> closest_match(std::string_view word,
+                                              std::span<const std::string_view> candidates);
 
 }  // namespace somrated
