@@ -158,6 +158,9 @@ class store {
   /// True when the database answers a trivial query.
   bool ping() noexcept;
 
+  /// Runs PRAGMA integrity_check: "ok", or SQLite's findings one per line.
+  std::string integrity_check();
+
  private:
   struct impl;
   std::unique_ptr<impl> impl_;
