@@ -517,12 +517,14 @@ class buckets {
     k_ = first_known > from ? (first_known - from) / step : 0;
   }
 
-  /// True while the current bucket starts at or before to.
-  bool valid() const noexcept { return start() <= to_ && start() >= from_; }
+  /// True while the current bucket starts before to (the first one also when from == to).
+  bool valid() const noexcept {
+    return (start() < to_ || k_ == 0) && start() <= to_ && start() >= from_;
+  }
   /// Start of the current bucket.
   std::int64_t start() const noexcept { return from_ + k_ * step_; }
-  /// Last millisecond of the current bucket (to for the last one).
-  std::int64_t end() const noexcept { return to_ - start() < step_ ? to_ : start() + step_ - 1; }
+  /// Last millisecond of the current bucket (to, inclusive, for the last one).
+  std::int64_t end() const noexcept { return to_ - start() <= step_ ? to_ : start() + step_ - 1; }
   /// Moves to the next bucket.
   void next() noexcept { ++k_; }
 

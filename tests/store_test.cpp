@@ -470,12 +470,15 @@ TEST_CASE("store: history") {
     CHECK(as_pairs(db.history(q)) == pairs{{500, "87.45"}, {1500, "87.50"}, {2500, "87.40"}});
     q.from = ms(0);
     q.to = ms(5000);
-    // A bucket starting exactly at to is a single instant.
-    CHECK(as_pairs(db.history(q)).back() == std::pair<std::int64_t, std::string>{5000, "88.00"});
-    CHECK(db.history(q).points.size() == 5);
+    // An exact multiple of step gives ceil((to - from) / step) buckets; the last one is
+    // closed at to, so a change exactly at to still counts.
+    CHECK(as_pairs(db.history(q)).back() == std::pair<std::int64_t, std::string>{4000, "88.00"});
+    CHECK(db.history(q).points.size() == 4);
     q.from = ms(6000);
     q.to = ms(8000);
-    CHECK(as_pairs(db.history(q)) == pairs{{6000, "88.00"}, {7000, "88.00"}, {8000, "88.00"}});
+    CHECK(as_pairs(db.history(q)) == pairs{{6000, "88.00"}, {7000, "88.00"}});
+    q.to = ms(6000);
+    CHECK(as_pairs(db.history(q)) == pairs{{6000, "88.00"}});
     q.from = ms(0);
     q.to = ms(999);
     CHECK(db.history(q).points.empty());
