@@ -54,6 +54,8 @@ class http_client {
   http_client& operator=(const http_client&) = delete;
 
   /// Starts one fetch; done runs on the executor once it has finished or failed.
+  /// Destroying the client cancels fetches in flight and drops their callbacks
+  /// uncalled, so a callback may safely capture the client's owner.
   void async_fetch(fetch_request req, handler done);
 
  private:

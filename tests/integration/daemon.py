@@ -30,6 +30,10 @@ def wait_for(predicate, timeout=20.0, interval=0.05, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+# Never through a proxy: these tests talk to 127.0.0.1 only.
+_opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 class Response:
     """A finished HTTP exchange."""
 
@@ -105,7 +109,7 @@ class Daemon:
     def request(self, path, method="GET", headers=None, timeout=10):
         req = urllib.request.Request(self.url(path), method=method, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as r:
+            with _opener.open(req, timeout=timeout) as r:
                 return Response(r.status, r.headers, r.read())
         except urllib.error.HTTPError as e:
             return Response(e.code, e.headers, e.read())
