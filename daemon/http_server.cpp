@@ -1,0 +1,247 @@
+#include "somrated/http_server.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <exception>
+#include <utility>
+
+#include <boost/asio/error.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/system/system_error.hpp>
+
+#include "http_session.hpp"
+#include "somrated/log.hpp"
+
+namespace somrated {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+using server_detail::connection_tracker;
+using server_detail::http_session;
+using server_detail::session_context;
+
+namespace {
+
+/// First pause after a failing accept; doubles up to accept_backoff_max.
+///
+/// Errors such as EMFILE leave the pending connection in the backlog, so retrying at
+/// once would fail again at once and spin the io thread. Pausing lets sessions finish
+/// and release descriptors; the backlog holds new clients meanwhile.
+constexpr std::chrono::milliseconds accept_backoff_min{50};
+/// Longest pause between accept retries.
+constexpr std::chrono::milliseconds accept_backoff_max{1000};
+
+/// The TCP protocol (v4 or v6) of a listening descriptor; throws if fd is not one.
+tcp protocol_of_listening_fd(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    throw boost::system::system_error(errno, boost::system::system_category(),
+                                      "http_server: getsockname on adopted socket");
+  }
+  int listening = 0;
+  socklen_t opt_len = sizeof listening;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &opt_len) != 0) {
+    throw boost::system::system_error(errno, boost::system::system_category(),
+                                      "http_server: getsockopt on adopted socket");
+  }
+  if (listening == 0) {
+    throw boost::system::system_error(EINVAL, boost::system::system_category(),
+                                      "http_server: adopted socket is not listening");
+  }
+  if (addr.ss_family == AF_INET) return tcp::v4();
+  if (addr.ss_family == AF_INET6) return tcp::v6();
+  throw boost::system::system_error(EAFNOSUPPORT, boost::system::system_category(),
+                                    "http_server: adopted socket is not IPv4 or IPv6");
+}
+
+}  // namespace
+
+/// The listener: accepts connections, admits or rejects them, and runs shutdown.
+///
+/// Everything here runs on strand_; sessions run on strands of their own and are
+/// reached only through the tracker.
+struct http_server::impl : std::enable_shared_from_this<impl> {
+  /// Prepares an acceptor that is not open yet.
+  impl(net::io_context& ioc, server_limits limits, request_handler handler,
+       error_responder on_error, logger& log)
+      : ioc_(ioc),
+        strand_(net::make_strand(ioc)),
+        acceptor_(strand_),
+        backoff_timer_(strand_),
+        grace_timer_(strand_),
+        ctx_(std::make_shared<const session_context>(
+            session_context{limits, std::move(handler), std::move(on_error), log})),
+        tracker_(std::make_shared<connection_tracker>(strand_)) {}
+
+  /// Opens, binds and listens on endpoint.
+  void bind(const tcp::endpoint& endpoint) {
+    acceptor_.open(endpoint.protocol());
+    acceptor_.set_option(net::socket_base::reuse_address(true));
+    acceptor_.bind(endpoint);
+    acceptor_.listen(net::socket_base::max_listen_connections);
+    endpoint_ = acceptor_.local_endpoint();
+  }
+
+  /// Takes ownership of a socket that is already bound and listening.
+  void adopt(int fd) {
+    acceptor_.assign(protocol_of_listening_fd(fd), fd);
+    endpoint_ = acceptor_.local_endpoint();
+  }
+
+  /// Accepts the next connection onto a strand of its own.
+  void do_accept() {
+    acceptor_.async_accept(
+        net::make_strand(ioc_),
+        [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
+          self->on_accept(ec, std::move(socket));
+        });
+  }
+
+  /// Starts a session for the new connection (or rejects it) and accepts again.
+  void on_accept(boost::system::error_code ec, tcp::socket socket) noexcept {
+    if (stopping_ || ec == net::error::operation_aborted) return;
+    if (ec == net::error::connection_aborted) return do_accept_guarded();
+    if (ec) return back_off(ec);
+    backoff_ = std::chrono::milliseconds::zero();
+    try {
+      const bool full = tracker_->count() >= ctx_->limits.max_connections;
+      auto session = std::make_shared<http_session>(std::move(socket), ctx_, tracker_, !full);
+      tracker_->add(session, !full);
+      if (full) {
+        if (!full_logged_) {
+          ctx_->log.log(log_level::warning,
+                        "http: {} connections open, answering new ones with 503",
+                        ctx_->limits.max_connections);
+        }
+        full_logged_ = true;
+        session->reject();
+      } else {
+        full_logged_ = false;
+        session->run();
+      }
+    } catch (const std::exception& e) {
+      ctx_->log.log(log_level::error, "http: cannot start session: {}", e.what());
+    }
+    do_accept_guarded();
+  }
+
+  /// do_accept, logging instead of throwing; a failure here ends accepting.
+  void do_accept_guarded() noexcept {
+    try {
+      do_accept();
+    } catch (const std::exception& e) {
+      ctx_->log.log(log_level::error, "http: accept stopped: {}", e.what());
+    }
+  }
+
+  /// Waits a little after a failed accept (EMFILE and the like), then accepts again.
+  void back_off(boost::system::error_code ec) noexcept {
+    backoff_ = std::clamp(backoff_ * 2, accept_backoff_min, accept_backoff_max);
+    ctx_->log.log(log_level::warning, "http: accept failed: {}; retrying in {} ms", ec.message(),
+                  backoff_.count());
+    backoff_timer_.expires_after(backoff_);
+    backoff_timer_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
+      if (!wait_ec && !self->stopping_) self->do_accept_guarded();
+    });
+  }
+
+  /// Closes the acceptor and asks sessions to finish; after grace closes the rest.
+  void begin_stop(std::chrono::milliseconds grace, std::function<void()> done) {
+    if (!stopping_) {
+      stopping_ = true;
+      boost::system::error_code ec;
+      acceptor_.close(ec);
+      backoff_timer_.cancel();
+      tracker_->stop_all();
+      grace_timer_.expires_after(grace);
+      grace_timer_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
+        if (wait_ec) return;
+        const auto left = self->tracker_->size();
+        if (left == 0) return;
+        self->ctx_->log.log(log_level::notice,
+                            "http: closing {} connection(s) still open after the grace period",
+                            left);
+        self->tracker_->close_all();
+      });
+    }
+    // The waiter runs on strand_, so it may touch the timer; weak because a server
+    // destroyed meanwhile has no timer left to cancel.
+    tracker_->when_empty([weak = weak_from_this(), done = std::move(done)] {
+      if (auto self = weak.lock()) self->grace_timer_.cancel();
+      if (done) done();
+    });
+  }
+
+  /// Closes the acceptor and every session at once (the server is being destroyed).
+  void abandon() {
+    stopping_ = true;
+    boost::system::error_code ec;
+    acceptor_.close(ec);
+    backoff_timer_.cancel();
+    grace_timer_.cancel();
+    tracker_->close_all();
+  }
+
+  net::io_context& ioc_;                                ///< Where new sessions get their strands.
+  net::strand<net::io_context::executor_type> strand_;  ///< Serialises the listener.
+  tcp::acceptor acceptor_;                              ///< The listening socket.
+  tcp::endpoint endpoint_;           ///< Cached: readable from any thread, also after stop.
+  net::steady_timer backoff_timer_;  ///< Pause after a failed accept.
+  net::steady_timer grace_timer_;    ///< Ends the shutdown grace period.
+  std::shared_ptr<const session_context> ctx_;   ///< Shared with every session.
+  std::shared_ptr<connection_tracker> tracker_;  ///< Shared with every session.
+  std::chrono::milliseconds backoff_{0};  ///< Current accept retry pause; zero after success.
+  bool started_ = false;                  ///< start() ran.
+  bool stopping_ = false;                 ///< stop() ran or the server is being destroyed.
+  bool full_logged_ = false;  ///< The max_connections warning was logged for this episode.
+};
+
+http_server::http_server(net::io_context& ioc, const tcp::endpoint& endpoint, server_limits limits,
+                         request_handler handler, error_responder on_error, logger& log)
+    : impl_(std::make_shared<impl>(ioc, limits, std::move(handler), std::move(on_error), log)) {
+  impl_->bind(endpoint);
+}
+
+http_server::http_server(net::io_context& ioc, int listening_fd, server_limits limits,
+                         request_handler handler, error_responder on_error, logger& log)
+    : impl_(std::make_shared<impl>(ioc, limits, std::move(handler), std::move(on_error), log)) {
+  impl_->adopt(listening_fd);
+}
+
+http_server::~http_server() {
+  // Pending operations hold the impl; closing everything lets them finish and release it.
+  // If the io_context no longer runs, the queued call is destroyed with it instead.
+  try {
+    net::post(impl_->strand_, [self = impl_] { self->abandon(); });
+  } catch (...) {
+  }
+}
+
+void http_server::start() {
+  net::post(impl_->strand_, [self = impl_] {
+    if (self->started_ || self->stopping_) return;
+    self->started_ = true;
+    self->do_accept_guarded();
+  });
+}
+
+void http_server::stop(std::chrono::milliseconds grace, std::function<void()> done) {
+  net::post(impl_->strand_, [self = impl_, grace, done = std::move(done)]() mutable {
+    self->begin_stop(grace, std::move(done));
+  });
+}
+
+tcp::endpoint http_server::local_endpoint() const {
+  return impl_->endpoint_;
+}
+
+std::size_t http_server::connections() const noexcept {
+  return impl_->tracker_->count();
+}
+
+}  // namespace somrated
