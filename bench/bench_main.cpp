@@ -15,15 +15,15 @@
 #include <thread>
 #include <vector>
 
+#include <fmt/core.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <fmt/core.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "somrated/decimal.hpp"
 #include "somrated/store.hpp"
@@ -97,8 +97,8 @@ void generate(const std::string& path, int years) {
     }
   }
   const double secs = ms(clock_type::now() - t0) / 1000;
-  fmt::print("{:<44} {:>14.0f} obs/s ({} change points in {:.1f} s)\n", "ingest, bulk import", total / secs,
-             total, secs);
+  fmt::print("{:<44} {:>14.0f} obs/s ({} change points in {:.1f} s)\n", "ingest, bulk import",
+             total / secs, total, secs);
 
   // The live path: one record() per scrape, one transaction each (synchronous=FULL).
   const int live = 300;
@@ -116,7 +116,8 @@ void generate(const std::string& path, int years) {
 }
 
 /// Sends GET target over one keep-alive connection `n` times; returns latencies in ms.
-std::vector<double> measure(unsigned short port, const std::string& target, int n, std::size_t& bytes) {
+std::vector<double> measure(unsigned short port, const std::string& target, int n,
+                            std::size_t& bytes) {
   net::io_context ioc;
   beast::tcp_stream stream(ioc);
   stream.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), port));
@@ -151,12 +152,17 @@ int main(int argc, char** argv) {
   options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
-    if (k == "--years") o.years = std::stoi(argv[i + 1]);
-    else if (k == "--requests") o.requests = std::stoi(argv[i + 1]);
-    else if (k == "--daemon") o.daemon = argv[i + 1];
-    else if (k == "--dir") o.dir = argv[i + 1];
+    if (k == "--years")
+      o.years = std::stoi(argv[i + 1]);
+    else if (k == "--requests")
+      o.requests = std::stoi(argv[i + 1]);
+    else if (k == "--daemon")
+      o.daemon = argv[i + 1];
+    else if (k == "--dir")
+      o.dir = argv[i + 1];
     else {
-      fmt::print(stderr, "usage: somrated_bench [--years N] [--requests N] [--daemon PATH] [--dir DIR]\n");
+      fmt::print(stderr,
+                 "usage: somrated_bench [--years N] [--requests N] [--daemon PATH] [--dir DIR]\n");
       return 2;
     }
   }
@@ -164,19 +170,21 @@ int main(int argc, char** argv) {
   const std::string db = o.dir + "/bench.db";
   for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(db + suffix);
 
-  fmt::print("somrated benchmark: {} years of 1-minute USD/EUR/RUB, every sample a change\n", o.years);
+  fmt::print("somrated benchmark: {} years of 1-minute USD/EUR/RUB, every sample a change\n",
+             o.years);
   generate(db, o.years);
   fmt::print("{:<44} {:>14.1f} MiB\n", "database size",
              static_cast<double>(std::filesystem::file_size(db)) / (1 << 20));
 
   const unsigned short port = free_port();
   const std::string listen = fmt::format("127.0.0.1:{}", port);
-  std::vector<std::string> args = {o.daemon, "--db", db, "--listen", listen, "--config",
-                                   o.dir + "/bench.toml"};
+  std::vector<std::string> args = {
+      o.daemon, "--db", db, "--listen", listen, "--config", o.dir + "/bench.toml"};
   {
     // Sources that never succeed quickly: the bench measures the API, not scraping.
     std::ofstream cfg(o.dir + "/bench.toml");
-    cfg << "[log]\nlevel = \"error\"\n\n[[source]]\nname = \"24kg\"\nkind = \"24kg\"\nurl = \"file://"
+    cfg << "[log]\nlevel = \"error\"\n\n[[source]]\nname = \"24kg\"\nkind = \"24kg\"\nurl = "
+           "\"file://"
         << o.dir << "/missing.html\"\ninterval = \"1h\"\n";
   }
   std::vector<char*> cargs;
@@ -221,12 +229,14 @@ int main(int argc, char** argv) {
   for (const auto& q : queries) {
     try {
       std::size_t bytes = 0;
-      const int n = q.target.find("ohlc") != std::string::npos ? std::max(20, o.requests / 20) : o.requests;
+      const int n =
+          q.target.find("ohlc") != std::string::npos ? std::max(20, o.requests / 20) : o.requests;
       measure(port, q.target, 5, bytes);  // warm-up
       auto lat = measure(port, q.target, n, bytes);
-      const double mean = std::accumulate(lat.begin(), lat.end(), 0.0) / static_cast<double>(lat.size());
-      fmt::print("{:<44} median {:7.3f} ms  p99 {:7.3f} ms  mean {:7.3f} ms  ({} B, n={})\n", q.name,
-                 percentile(lat, 0.5), percentile(lat, 0.99), mean, bytes, n);
+      const double mean =
+          std::accumulate(lat.begin(), lat.end(), 0.0) / static_cast<double>(lat.size());
+      fmt::print("{:<44} median {:7.3f} ms  p99 {:7.3f} ms  mean {:7.3f} ms  ({} B, n={})\n",
+                 q.name, percentile(lat, 0.5), percentile(lat, 0.99), mean, bytes, n);
     } catch (const std::exception& e) {
       fmt::print("{:<44} failed: {}\n", q.name, e.what());
       status = 1;

@@ -7,10 +7,10 @@
 #include <stdexcept>
 #include <vector>
 
+#include <fmt/format.h>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <fmt/format.h>
 
 #include "somrated/api.hpp"
 #include "somrated/db_worker.hpp"
@@ -146,8 +146,7 @@ int run_daemon(const config& cfg, logger& log) {
   scraper.start();
   const auto bound = server->local_endpoint();
   log.log(log_level::notice, "somrated {} listening on http://{}:{} (database {}, {} sources)",
-          version, bound.address().to_string(), bound.port(), cfg.storage.path,
-          cfg.sources.size());
+          version, bound.address().to_string(), bound.port(), cfg.storage.path, cfg.sources.size());
 
   net::signal_set stop_signals(ioc, SIGINT, SIGTERM);
   net::signal_set hup(ioc, SIGHUP);
@@ -163,7 +162,8 @@ int run_daemon(const config& cfg, logger& log) {
   wait_hup();
   stop_signals.async_wait([&](boost::system::error_code ec, int signo) {
     if (ec) return;
-    log.log(log_level::notice, "{} received: shutting down", signo == SIGINT ? "SIGINT" : "SIGTERM");
+    log.log(log_level::notice, "{} received: shutting down",
+            signo == SIGINT ? "SIGINT" : "SIGTERM");
     scraper.stop();
     hup.cancel();
     // In-flight requests get up to 5 s; a fetch still running after that is abandoned
@@ -190,8 +190,7 @@ int scrape_once(const config& cfg, const std::optional<std::string>& source, log
   if (chosen.empty()) {
     std::string names;
     for (const auto& s : cfg.sources) names += (names.empty() ? "" : ", ") + s.name;
-    log.log(log_level::error, "no source named '{}' (configured: {})", source.value_or(""),
-            names);
+    log.log(log_level::error, "no source named '{}' (configured: {})", source.value_or(""), names);
     return 2;
   }
 

@@ -39,13 +39,15 @@ int main(int argc, char** argv) {
 
   const auto level = parse_log_level(cfg.log_level);
   if (!level) {
-    fmt::print(stderr, "somrated: unknown log level \"{}\" (use error, warning, notice, info, debug)\n",
+    fmt::print(stderr,
+               "somrated: unknown log level \"{}\" (use error, warning, notice, info, debug)\n",
                cfg.log_level);
     return 2;
   }
   logger log(*level, stderr);
   try {
-    if (opts.cmd == cli_options::command::scrape) return scrape_once(cfg, opts.source, log, std::cout);
+    if (opts.cmd == cli_options::command::scrape)
+      return scrape_once(cfg, opts.source, log, std::cout);
     return run_daemon(cfg, log);
   } catch (const std::exception& e) {
     log.log(log_level::error, "fatal: {}", e.what());

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <utility>
 
-#include <boost/asio/post.hpp>
 #include <fmt/format.h>
+#include <boost/asio/post.hpp>
 
 #include "somrated/db_worker.hpp"
 #include "somrated/extract.hpp"
@@ -19,12 +19,11 @@ using namespace std::chrono_literals;
 
 /// One source's schedule and the little it remembers between scrapes.
 struct scheduler::source_state {
-  explicit source_state(net::io_context& ioc, source_config c)
-      : cfg(std::move(c)), timer(ioc) {}
+  explicit source_state(net::io_context& ioc, source_config c) : cfg(std::move(c)), timer(ioc) {}
 
   source_config cfg;
   net::steady_timer timer;
-  std::string etag;                    ///< Validators of the last 200, for conditional GETs.
+  std::string etag;  ///< Validators of the last 200, for conditional GETs.
   std::string last_modified;
   std::vector<rate_quote> last_quotes;  ///< What the last 200 said; a 304 confirms it again.
   int failures = 0;                     ///< Consecutive failed scrapes.
@@ -50,8 +49,8 @@ std::chrono::milliseconds retry_delay(std::chrono::milliseconds interval, int fa
   return std::chrono::milliseconds(std::max<std::int64_t>(1000, std::llround(jittered)));
 }
 
-scheduler::scheduler(net::io_context& ioc, std::vector<source_config> sources,
-                     db_worker& writer, source_board& board, logger& log)
+scheduler::scheduler(net::io_context& ioc, std::vector<source_config> sources, db_worker& writer,
+                     source_board& board, logger& log)
     : ioc_(ioc),
       writer_(writer),
       board_(board),
@@ -112,8 +111,8 @@ void scheduler::on_fetched(source_state& s, fetch_result r, timestamp started,
     timestamp started;
     std::chrono::steady_clock::time_point t0;
   };
-  auto in = std::make_shared<job_input>(job_input{s.cfg.name, s.cfg.kind, s.cfg.max_jump,
-                                                  std::move(r), s.last_quotes, started, t0});
+  auto in = std::make_shared<job_input>(
+      job_input{s.cfg.name, s.cfg.kind, s.cfg.max_jump, std::move(r), s.last_quotes, started, t0});
   writer_.post([this, &s, in](store& db) {
     scrape_record rec;
     rec.source = in->name;
@@ -188,22 +187,22 @@ void scheduler::on_fetched(source_state& s, fetch_result r, timestamp started,
     } else {
       if (!changes.empty()) log_.log(log_level::notice, "{}: new rates: {}", in->name, changes);
       if (!held.empty())
-        log_.log(log_level::warning, "{}: implausible jump held until the next scrape confirms it: {}",
-                 in->name, held);
+        log_.log(log_level::warning,
+                 "{}: implausible jump held until the next scrape confirms it: {}", in->name, held);
       log_.log(log_level::info, "{}: scrape ok ({} rates, {} ms{})", in->name, quotes.size(),
                rec.duration.count(), in->fetched.not_modified ? ", not modified" : "");
     }
     const bool success = error.empty();
-    net::post(ioc_, [this, &s, success, quotes = std::move(quotes),
-                     etag = std::move(in->fetched.etag),
-                     last_modified = std::move(in->fetched.last_modified),
-                     not_modified = in->fetched.not_modified]() mutable {
-      if (success && !not_modified) {
-        s.etag = std::move(etag);
-        s.last_modified = std::move(last_modified);
-      }
-      on_stored(s, success, std::move(quotes));
-    });
+    net::post(ioc_,
+              [this, &s, success, quotes = std::move(quotes), etag = std::move(in->fetched.etag),
+               last_modified = std::move(in->fetched.last_modified),
+               not_modified = in->fetched.not_modified]() mutable {
+                if (success && !not_modified) {
+                  s.etag = std::move(etag);
+                  s.last_modified = std::move(last_modified);
+                }
+                on_stored(s, success, std::move(quotes));
+              });
   });
 }
 

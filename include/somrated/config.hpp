@@ -20,14 +20,14 @@ class config_error : public std::runtime_error {
 
 /// One `[[source]]`.
 struct source_config {
-  std::string name;                  ///< Unique; defaults to the kind ("24kg", "nbkr").
-  std::string kind;                  ///< "24kg" or "nbkr".
-  std::string url;                   ///< https://, http:// or file://.
+  std::string name;  ///< Unique; defaults to the kind ("24kg", "nbkr").
+  std::string kind;  ///< "24kg" or "nbkr".
+  std::string url;   ///< https://, http:// or file://.
   std::chrono::milliseconds interval{std::chrono::minutes(10)};  ///< Between fetches; >= 1s.
-  std::string ca_file;               ///< Extra trust anchors (PEM) for private CAs; empty = system store.
-  double max_jump = 0.25;            ///< Plausibility share; a larger move is held until confirmed.
+  std::string ca_file;     ///< Extra trust anchors (PEM) for private CAs; empty = system store.
+  double max_jump = 0.25;  ///< Plausibility share; a larger move is held until confirmed.
   std::chrono::milliseconds timeout{std::chrono::seconds(20)};  ///< Per network operation.
-  std::size_t max_body = 8u << 20;   ///< Largest body accepted, bytes.
+  std::size_t max_body = 8u << 20;                              ///< Largest body accepted, bytes.
 
   /// Field by field.
   bool operator==(const source_config&) const = default;

@@ -20,8 +20,7 @@ namespace somrated {
 class db_worker {
  public:
   /// Opens the store at path on the calling thread (so startup errors throw here).
-  db_worker(const std::string& path, store::mode m)
-      : store_(std::make_unique<store>(path, m)) {}
+  db_worker(const std::string& path, store::mode m) : store_(std::make_unique<store>(path, m)) {}
 
   ~db_worker() { stop(); }
   db_worker(const db_worker&) = delete;

@@ -12,25 +12,30 @@ namespace somrated {
 
 /// One document to fetch.
 struct fetch_request {
-  std::string url;                 ///< https://, http:// or file://
-  std::string ca_file;             ///< Extra PEM trust anchors added to the system store; empty = system only.
-  std::string etag;                ///< Sent as If-None-Match when not empty.
-  std::string last_modified;       ///< Sent as If-Modified-Since when not empty.
-  std::chrono::milliseconds timeout{std::chrono::seconds(20)};  ///< Per operation (resolve, connect, handshake, write, read).
+  std::string url;      ///< https://, http:// or file://
+  std::string ca_file;  ///< Extra PEM trust anchors added to the system store; empty = system only.
+  std::string etag;     ///< Sent as If-None-Match when not empty.
+  std::string last_modified;  ///< Sent as If-Modified-Since when not empty.
+  std::chrono::milliseconds timeout{
+      std::chrono::seconds(20)};    ///< Per operation (resolve, connect, handshake, write, read).
   std::size_t max_body = 8u << 20;  ///< A larger body fails the fetch.
   int max_redirects = 5;
-  std::string user_agent;          ///< Empty = "somrated/<version> (+https://github.com/somrated/somrated)".
+  std::string
+      user_agent;  ///< Empty = "somrated/<version> (+https://github.com/somrated/somrated)".
 };
 
 /// The outcome of a fetch. Exactly one of: error set, not_modified, or a 2xx body.
 struct fetch_result {
-  std::string error;           ///< Empty on success; else what failed and where ("connect 127.0.0.1:8443: Connection refused", "HTTP 500 Internal Server Error", "body exceeds 8388608 bytes", "too many redirects (5)", "TLS handshake: certificate verify failed").
-  int status = 0;              ///< Final HTTP status; 0 when none was read.
-  bool not_modified = false;   ///< 304 to a conditional request.
-  std::string body;            ///< The document (2xx only).
-  std::string etag;            ///< Validators of the response, for the next request.
+  std::string
+      error;  ///< Empty on success; else what failed and where ("connect 127.0.0.1:8443: Connection
+              ///< refused", "HTTP 500 Internal Server Error", "body exceeds 8388608 bytes", "too
+              ///< many redirects (5)", "TLS handshake: certificate verify failed").
+  int status = 0;             ///< Final HTTP status; 0 when none was read.
+  bool not_modified = false;  ///< 304 to a conditional request.
+  std::string body;           ///< The document (2xx only).
+  std::string etag;           ///< Validators of the response, for the next request.
   std::string last_modified;
-  std::string final_url;       ///< After redirects.
+  std::string final_url;  ///< After redirects.
 
   /// True for a usable body or a 304.
   bool ok() const noexcept { return error.empty(); }

@@ -24,7 +24,8 @@ using http_response = http::response<http::string_body>;
 
 /// Produces the response to a request, possibly on another thread; calls done once.
 /// The transport sets Content-Length, keep-alive and strips the body for HEAD.
-using request_handler = std::function<void(http_request req, std::function<void(http_response)> done)>;
+using request_handler =
+    std::function<void(http_request req, std::function<void(http_response)> done)>;
 
 /// Builds the response for a request the transport itself rejected (413, 431, 400, 503).
 using error_responder = std::function<http_response(http::status status, std::string_view message)>;
@@ -34,8 +35,10 @@ struct server_limits {
   std::size_t max_connections = 1024;  ///< Beyond this new connections get 503 and are closed.
   std::size_t header_limit = 16 * 1024;
   std::size_t body_limit = 64 * 1024;
-  std::chrono::milliseconds read_timeout{std::chrono::seconds(15)};   ///< Per request: from first byte to complete request.
-  std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};   ///< Keep-alive wait for the next request.
+  std::chrono::milliseconds read_timeout{
+      std::chrono::seconds(15)};  ///< Per request: from first byte to complete request.
+  std::chrono::milliseconds idle_timeout{
+      std::chrono::seconds(60)};  ///< Keep-alive wait for the next request.
   std::chrono::milliseconds write_timeout{std::chrono::seconds(15)};
 };
 

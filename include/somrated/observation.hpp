@@ -17,7 +17,7 @@ struct rate_quote {
 
 /// What an extractor read out of one fetched document.
 struct extraction {
-  std::vector<rate_quote> rates;                         ///< Empty on failure.
+  std::vector<rate_quote> rates;                        ///< Empty on failure.
   std::optional<std::chrono::sys_days> effective_date;  ///< NBKR's Date attribute, if any.
   std::string error;  ///< Empty on success; otherwise what was wrong, for logs and the API.
 

@@ -26,8 +26,8 @@ class store_error : public std::runtime_error {
 struct rate_point {
   std::string currency;
   decimal rate;
-  timestamp since;        ///< When this value first appeared.
-  timestamp observed_at;  ///< When a scrape last confirmed it.
+  timestamp since;                                      ///< When this value first appeared.
+  timestamp observed_at;                                ///< When a scrape last confirmed it.
   std::optional<std::chrono::sys_days> effective_date;  ///< Source's own date (NBKR).
 };
 
