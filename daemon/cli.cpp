@@ -99,13 +99,13 @@ cli_options parse_cli(const std::vector<std::string>& args) {
     if (!options_done && looks_like_option(arg)) {
       const auto eq = arg.find('=');
       const auto name = arg.substr(0, eq);
-      const std::optional<std::string_view> inline_value =
-          eq == std::string_view::npos ? std::nullopt
-                                       : std::optional<std::string_view>(arg.substr(eq + 1));
+      // "--opt=value" carries its value inline; has_inline tells "--opt=" from "--opt".
+      const bool has_inline = eq != std::string_view::npos;
+      const std::string_view inline_value = has_inline ? arg.substr(eq + 1) : std::string_view();
       if (const auto* opt = find_value_option(name)) {
         std::string value;
-        if (inline_value) {
-          value = *inline_value;
+        if (has_inline) {
+          value = inline_value;
         } else if (i + 1 < args.size() && !looks_like_option(args[i + 1])) {
           value = args[++i];
         }
@@ -116,7 +116,7 @@ cli_options parse_cli(const std::vector<std::string>& args) {
         continue;
       }
       if (name == "--once") {
-        if (inline_value) throw cli_error("--once takes no value");
+        if (has_inline) throw cli_error("--once takes no value");
         o.once = true;
         continue;
       }

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "excerpt.hpp"
 #include "libxml.hpp"
 #include "somrated/extract.hpp"
 
@@ -306,7 +307,7 @@ extraction read_strip_at(const std::vector<std::string_view>& tokens, std::size_
         value_end == pos + 2 ? decimal::parse(value_text) : std::nullopt;
     if (!value) {
       result.error = fmt::format("currency strip garbled: {} value '{}' is not a decimal", code,
-                                 libxml::excerpt(value_text));
+                                 detail::excerpt(value_text));
       return result;
     }
     if (value->mantissa() == 0) {

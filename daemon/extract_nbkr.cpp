@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include "excerpt.hpp"
 #include "libxml.hpp"
 #include "somrated/extract.hpp"
 
@@ -148,7 +149,7 @@ std::optional<rate_quote> read_currency(const xmlNode& currency, std::size_t ind
   const std::optional<std::string> code = iso_code(trim(*raw_code));
   if (!code) {
     error.message = fmt::format("Currency #{}: ISOCode '{}' is not three ASCII letters", index + 1,
-                                libxml::excerpt(*raw_code));
+                                detail::excerpt(*raw_code));
     return std::nullopt;
   }
 
@@ -162,7 +163,7 @@ std::optional<rate_quote> read_currency(const xmlNode& currency, std::size_t ind
       !nominal_text->empty() && nominal_text->front() >= '0' && nominal_text->front() <= '9';
   if (!nominal_digits || nominal_ec != std::errc{} || nominal_stop != nominal_end || nominal < 1) {
     error.message = fmt::format("currency {}: Nominal '{}' is not a positive integer", *code,
-                                libxml::excerpt(*nominal_text));
+                                detail::excerpt(*nominal_text));
     return std::nullopt;
   }
 
@@ -171,7 +172,7 @@ std::optional<rate_quote> read_currency(const xmlNode& currency, std::size_t ind
   const std::optional<decimal> value = decimal::parse(*value_text);
   if (!value) {
     error.message = fmt::format("currency {}: Value '{}' is not a decimal", *code,
-                                libxml::excerpt(*value_text));
+                                detail::excerpt(*value_text));
     return std::nullopt;
   }
   if (value->mantissa() == 0) {
@@ -217,7 +218,7 @@ extraction extract_nbkr(std::string_view xml) {
     const xmlError* err = xmlCtxtGetLastError(ctxt.get());
     if (err == nullptr || err->message == nullptr) return fail("not well-formed XML");
     return fail(fmt::format("not well-formed XML (line {}: {})", err->line,
-                            libxml::excerpt(trim(err->message), 120)));
+                            detail::excerpt(trim(err->message), 120)));
   }
 
   // NBKR documents carry no DTD. Refusing any DOCTYPE keeps entity declarations, and with
@@ -230,7 +231,7 @@ extraction extract_nbkr(std::string_view xml) {
   if (root == nullptr) return fail("no root element");
   if (!is_element(root, "CurrencyRates")) {
     return fail(fmt::format("root element is <{}>, expected <CurrencyRates>",
-                            libxml::excerpt(libxml::view(root->name))));
+                            detail::excerpt(libxml::view(root->name))));
   }
 
   extraction result;
@@ -239,7 +240,7 @@ extraction extract_nbkr(std::string_view xml) {
   result.effective_date = parse_nbkr_date(trim(*date_text));
   if (!result.effective_date) {
     return fail(
-        fmt::format("Date '{}' is not a valid DD.MM.YYYY date", libxml::excerpt(*date_text)));
+        fmt::format("Date '{}' is not a valid DD.MM.YYYY date", detail::excerpt(*date_text)));
   }
 
   std::bitset<code_space> seen;

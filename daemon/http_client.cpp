@@ -37,6 +37,7 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include "excerpt.hpp"
 #include "http_url.hpp"
 #include "somrated/version.hpp"
 
@@ -49,7 +50,7 @@ namespace ssl = net::ssl;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
-using detail::printable;
+using detail::excerpt;
 
 /// Largest response header accepted; Beast's 8 KiB default is tight for some CDNs.
 constexpr std::uint32_t header_limit = 64 * 1024;
@@ -539,9 +540,9 @@ void fetch_op::on_read_header(beast::error_code ec, std::size_t) {
   r.status = status;
   const std::string_view reason =
       res.reason().empty() ? http::obsolete_reason(res.result()) : res.reason();
-  r.error = fmt::format("HTTP {} {}", status, printable(reason, 60));
+  r.error = fmt::format("HTTP {} {}", status, excerpt(reason, 60));
   if (const auto retry = res[http::field::retry_after]; !retry.empty())
-    r.error += fmt::format(" (Retry-After: {})", printable(retry, 40));
+    r.error += fmt::format(" (Retry-After: {})", excerpt(retry, 40));
   fail_with(std::move(r));
 }
 

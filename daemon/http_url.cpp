@@ -1,4 +1,5 @@
 #include "http_url.hpp"
+#include "excerpt.hpp"
 
 #include <fmt/core.h>
 #include <boost/asio/ip/address.hpp>
@@ -32,7 +33,7 @@ target_or_error from_view(const urls::url_view& u) {
       t.scheme = url_scheme::file;
       break;
     default:
-      return failure(fmt::format("unsupported URL scheme '{}'", printable(u.scheme(), 20)));
+      return failure(fmt::format("unsupported URL scheme '{}'", excerpt(u.scheme(), 20)));
   }
 
   if (t.scheme == url_scheme::file) {
@@ -40,7 +41,7 @@ target_or_error from_view(const urls::url_view& u) {
     // host would be a remote file, which we do not fetch.
     if (u.has_authority() && !u.encoded_host().empty() && u.host() != "localhost")
       return failure(
-          fmt::format("file URL with a remote host '{}'", printable(u.encoded_host(), 60)));
+          fmt::format("file URL with a remote host '{}'", excerpt(u.encoded_host(), 60)));
     t.file_path = u.path();
     if (t.file_path.empty()) return failure("file URL without a path");
     if (t.file_path.find('\0') != std::string::npos) return failure("file URL path contains NUL");
@@ -48,9 +49,9 @@ target_or_error from_view(const urls::url_view& u) {
   }
 
   if (!u.has_authority() || u.encoded_host().empty())
-    return failure(fmt::format("URL without a host '{}'", printable(u.buffer())));
+    return failure(fmt::format("URL without a host '{}'", excerpt(u.buffer())));
   if (u.host_type() == urls::host_type::ipvfuture)
-    return failure(fmt::format("unsupported IP literal '{}'", printable(u.encoded_host(), 60)));
+    return failure(fmt::format("unsupported IP literal '{}'", excerpt(u.encoded_host(), 60)));
   t.host = u.host_address();
   if (t.host.find('\0') != std::string::npos) return failure("URL host contains NUL");
 
@@ -67,7 +68,7 @@ target_or_error from_view(const urls::url_view& u) {
       if (value > 65535) break;
     }
     if (value == 0 || value > 65535)
-      return failure(fmt::format("invalid port '{}' in URL", printable(digits, 20)));
+      return failure(fmt::format("invalid port '{}' in URL", excerpt(digits, 20)));
     t.port = std::to_string(value);
   } else {
     t.port = t.scheme == url_scheme::https ? "443" : "80";
@@ -87,7 +88,7 @@ target_or_error from_view(const urls::url_view& u) {
 target_or_error parse_fetch_url(std::string_view url) {
   auto parsed = urls::parse_uri(url);
   if (!parsed)
-    return failure(fmt::format("invalid URL '{}': {}", printable(url), parsed.error().message()));
+    return failure(fmt::format("invalid URL '{}': {}", excerpt(url), parsed.error().message()));
   return from_view(*parsed);
 }
 
@@ -95,32 +96,19 @@ target_or_error resolve_redirect(const fetch_target& from, std::string_view loca
   auto ref = urls::parse_uri_reference(location);
   if (!ref)
     return failure(
-        fmt::format("invalid Location '{}': {}", printable(location), ref.error().message()));
+        fmt::format("invalid Location '{}': {}", excerpt(location), ref.error().message()));
   auto base = urls::parse_uri(from.url);
-  if (!base) return failure(fmt::format("invalid URL '{}'", printable(from.url)));
+  if (!base) return failure(fmt::format("invalid URL '{}'", excerpt(from.url)));
   urls::url next;
   if (auto r = urls::resolve(*base, *ref, next); !r)
     return failure(
-        fmt::format("cannot resolve Location '{}': {}", printable(location), r.error().message()));
+        fmt::format("cannot resolve Location '{}': {}", excerpt(location), r.error().message()));
   next.remove_fragment();
   const auto scheme = next.scheme_id();
   if (scheme != urls::scheme::http && scheme != urls::scheme::https)
     return failure(
-        fmt::format("redirect to unsupported URL scheme '{}'", printable(next.scheme(), 20)));
+        fmt::format("redirect to unsupported URL scheme '{}'", excerpt(next.scheme(), 20)));
   return from_view(next);
-}
-
-std::string printable(std::string_view text, std::size_t max) {
-  std::string out;
-  const bool cut = text.size() > max;
-  if (cut) text = text.substr(0, max);
-  out.reserve(text.size() + 3);
-  for (char c : text) {
-    const auto u = static_cast<unsigned char>(c);
-    out.push_back(u < 0x20 || u == 0x7f ? '?' : c);
-  }
-  if (cut) out += "...";
-  return out;
 }
 
 }  // namespace somrated::detail

@@ -37,8 +37,4 @@ target_or_error parse_fetch_url(std::string_view url);
 /// send the fetcher to a file:// URL on this machine.
 target_or_error resolve_redirect(const fetch_target& from, std::string_view location);
 
-/// Peer-supplied text made safe for an error message: control bytes become '?', and
-/// anything past max bytes is cut off with "...".
-std::string printable(std::string_view text, std::size_t max = 120);
-
 }  // namespace somrated::detail

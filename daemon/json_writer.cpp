@@ -149,7 +149,7 @@ json_writer& json_writer::open(char bracket, bool object) {
   return *this;
 }
 
-json_writer& json_writer::close(char bracket, bool object) {
+json_writer& json_writer::close(char bracket, [[maybe_unused]] bool object) {
   assert(!stack_.empty() && stack_.back().object == object && !stack_.back().after_key);
   const bool had_items = stack_.back().count > 0;
   stack_.pop_back();

@@ -34,6 +34,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 
+#include "../daemon/excerpt.hpp"
 #include "../daemon/http_url.hpp"
 #include "somrated/version.hpp"
 
@@ -801,8 +802,8 @@ TEST_CASE("fetch URLs are taken apart for the wire") {
     CHECK(url_of("http://bad host/").starts_with("error: invalid Location"));
   }
   SUBCASE("peer text is made printable") {
-    CHECK(somrated::detail::printable("a\r\nb\x7f", 10) == "a??b?");
-    CHECK(somrated::detail::printable("abcdef", 3) == "abc...");
+    CHECK(somrated::detail::excerpt("a\r\nb\x7f", 10) == "a??b?");
+    CHECK(somrated::detail::excerpt("abcdef", 3) == "abc...");
   }
 }
 
