@@ -78,8 +78,8 @@ target_or_error from_view(const urls::url_view& u) {
   t.authority = fmt::format("{}{}{}:{}", v6 ? "[" : "", t.host, v6 ? "]" : "", t.port);
   t.host_header = std::string(u.encoded_host());
   if (u.has_port() && !u.port().empty()) t.host_header += ":" + t.port;
-  t.target = std::string(u.encoded_target());
-  if (t.target.empty() || t.target.front() != '/') t.target.insert(0, "/");
+  const std::string_view target = u.encoded_target();
+  t.target = target.starts_with('/') ? std::string(target) : fmt::format("/{}", target);
   return {std::move(t), {}};
 }
 
