@@ -59,13 +59,18 @@ double percentile(std::vector<double>& v, double p) {
   return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1))];
 }
 
-/// Resident set size of a process in KiB.
-long rss_kib(pid_t pid) {
+/// Resident memory of a process: "VmRSS KiB (anon A KiB, file F KiB)". File pages are
+/// shared library code and mapped database pages, which the kernel can drop at will.
+std::string rss(pid_t pid) {
   std::ifstream status(fmt::format("/proc/{}/status", pid));
   std::string line;
-  while (std::getline(status, line))
-    if (line.rfind("VmRSS:", 0) == 0) return std::stol(line.substr(6));
-  return -1;
+  long total = -1, anon = -1, file = -1;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) total = std::stol(line.substr(6));
+    if (line.rfind("RssAnon:", 0) == 0) anon = std::stol(line.substr(8));
+    if (line.rfind("RssFile:", 0) == 0) file = std::stol(line.substr(8));
+  }
+  return fmt::format("{:>8} KiB (anon {} KiB, file-backed {} KiB)", total, anon, file);
 }
 
 /// A 1-minute random walk per currency where every sample changes (the worst case).
@@ -211,7 +216,7 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
-  fmt::print("{:<44} {:>14} KiB\n", "daemon RSS after start (idle)", rss_kib(pid));
+  fmt::print("{:<44} {}\n", "daemon RSS after start (idle)", rss(pid));
 
   const std::string from = somrated::format_rfc3339(somrated::now() - std::chrono::hours(24 * 365));
   struct query {
@@ -242,7 +247,7 @@ int main(int argc, char** argv) {
       status = 1;
     }
   }
-  fmt::print("{:<44} {:>14} KiB\n", "daemon RSS after the queries", rss_kib(pid));
+  fmt::print("{:<44} {}\n", "daemon RSS after the queries", rss(pid));
   kill(pid, SIGTERM);
   int ws = 0;
   waitpid(pid, &ws, 0);
