@@ -25,6 +25,7 @@ struct route {
   std::string_view path;                     ///< Exact, percent-decoded path.
   std::span<const std::string_view> params;  ///< Accepted query parameters besides `pretty`.
   endpoint_fn handler;                       ///< Answers a validated request.
+  bool reads_store = true;                   ///< False: answered on the network thread.
 };
 
 /// `GET /`: name, version and the endpoint paths.
@@ -42,11 +43,11 @@ constexpr std::string_view history_params[] = {"currency", "source", "from",  "t
 
 /// Every endpoint, in the order the index lists them.
 constexpr route routes[] = {
-    {"/", {}, handle_index},
+    {"/", {}, handle_index, false},
     {"/api/v1/latest", latest_params, handle_latest},
     {"/api/v1/history", history_params, handle_history},
     {"/api/v1/sources", {}, handle_sources},
-    {"/healthz", {}, handle_healthz},
+    {"/healthz", {}, handle_healthz, false},
     {"/readyz", {}, handle_readyz},
 };
 
@@ -138,11 +139,11 @@ http_response handle_healthz(const request_context& ctx) {
 
 /// Why the daemon cannot serve current rates, or nullopt when it can.
 std::optional<std::string> not_ready_reason(const request_context& ctx) {
-  if (!ctx.db.ping()) return "database not answering";
+  if (!ctx.db->ping()) return "database not answering";
   if (ctx.cfg.sources.empty()) return "no sources are configured";
   std::vector<std::string> seen;
   for (const source_config& src : ctx.cfg.sources) {
-    std::optional<timestamp> last_success = ctx.db.health(src.name).last_success;
+    std::optional<timestamp> last_success = ctx.db->health(src.name).last_success;
     if (!is_stale(src, last_success, ctx.now)) return std::nullopt;
     seen.push_back(fmt::format("{} last succeeded {} (interval {})", src.name,
                                last_success ? format_rfc3339(*last_success) : "never",
@@ -177,6 +178,14 @@ api::api(std::shared_ptr<const config> cfg, const source_board& board)
     : cfg_(std::move(cfg)), board_(board) {}
 
 http_response api::handle(const http_request& req, store& db) const {
+  return *respond(req, &db);
+}
+
+std::optional<http_response> api::handle_without_store(const http_request& req) const {
+  return respond(req, nullptr);
+}
+
+std::optional<http_response> api::respond(const http_request& req, store* db) const {
   bool pretty = false;
   try {
     auto url = parse_target(req.target());
@@ -200,6 +209,7 @@ http_response api::handle(const http_request& req, store& db) const {
       res.set(http::field::allow, "GET, HEAD");
       return res;
     }
+    if (r->reads_store && !db) return std::nullopt;
     const query_params params = collect_params(*url, *r);
     const request_context ctx{req, db, *cfg_, board_, params, pretty, now()};
     return r->handler(ctx);
@@ -214,6 +224,17 @@ http_response api::handle(const http_request& req, store& db) const {
 http_response api::error(unsigned http_version, http::status status, std::string_view code,
                          std::string_view message) {
   return error_response(http_version, status, code, message, false);
+}
+
+http_response api::transport_error(http::status status, std::string_view message) {
+  const std::string_view code = status == http::status::payload_too_large ? "payload_too_large"
+                                : status == http::status::request_header_fields_too_large
+                                    ? "header_too_large"
+                                : status == http::status::service_unavailable ? "unavailable"
+                                                                              : "bad_request";
+  auto res = error_response(11, status, code, message, false);
+  res.keep_alive(false);
+  return res;
 }
 
 }  // namespace somrated

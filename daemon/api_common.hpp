@@ -48,7 +48,7 @@ using query_params = std::map<std::string, std::string, std::less<>>;
 /// Everything an endpoint needs to answer one request.
 struct request_context {
   const http_request& req;     ///< The request itself.
-  store& db;                   ///< Reads go here.
+  store* db;                   ///< Reads go here; null for routes that do not read.
   const config& cfg;           ///< The configured sources, in order.
   const source_board& board;   ///< Next scrape times.
   const query_params& params;  ///< The validated query.

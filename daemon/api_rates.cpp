@@ -213,20 +213,20 @@ http_response handle_latest(const request_context& ctx) {
   std::optional<std::vector<std::string>> symbols;
   if (auto text = ctx.param("symbols")) symbols = parse_symbols(*text);
 
-  const std::vector<rate_point> latest = ctx.db.latest(src.name);
+  const std::vector<rate_point> latest = ctx.db->latest(src.name);
   std::vector<const rate_point*> shown;
   if (symbols && !latest.empty()) {
     for (const std::string& code : *symbols) {
       auto it = std::find_if(latest.begin(), latest.end(),
                              [&](const rate_point& p) { return p.currency == code; });
       if (it == latest.end())
-        throw unknown_currency("symbols", code, src, ctx.db.currencies(src.name));
+        throw unknown_currency("symbols", code, src, ctx.db->currencies(src.name));
       shown.push_back(&*it);
     }
   } else {
     for (const rate_point& p : latest) shown.push_back(&p);
   }
-  const std::optional<timestamp> last_success = ctx.db.health(src.name).last_success;
+  const std::optional<timestamp> last_success = ctx.db->health(src.name).last_success;
 
   json_writer w(ctx.pretty);
   w.begin_object();
@@ -245,12 +245,12 @@ http_response handle_latest(const request_context& ctx) {
 http_response handle_history(const request_context& ctx) {
   const source_config& src = select_source(ctx);
   const history_request hr = parse_history(ctx, src);
-  const std::vector<std::string> known = ctx.db.currencies(src.name);
+  const std::vector<std::string> known = ctx.db->currencies(src.name);
   if (std::find(known.begin(), known.end(), hr.query.currency) == known.end()) {
     throw unknown_currency("currency", hr.query.currency, src, known);
   }
 
-  const history_result result = ctx.db.history(hr.query);
+  const history_result result = ctx.db->history(hr.query);
   http_response res =
       hr.csv ? make_response(ctx.req.version(), http::status::ok, "text/csv; charset=utf-8",
                              history_csv(hr.query, result))

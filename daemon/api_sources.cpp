@@ -8,8 +8,8 @@ namespace {
 
 /// Writes one source's configuration, health, schedule and held values.
 void write_source(json_writer& w, const request_context& ctx, const source_config& src) {
-  const source_health h = ctx.db.health(src.name);
-  const std::vector<rate_point> held = ctx.db.held(src.name);
+  const source_health h = ctx.db->health(src.name);
+  const std::vector<rate_point> held = ctx.db->held(src.name);
 
   w.begin_object();
   w.key("name").value(src.name);

@@ -1,6 +1,6 @@
 #include "somrated/app.hpp"
 
-#include <atomic>
+#include <algorithm>
 #include <csignal>
 #include <memory>
 #include <ostream>
@@ -14,9 +14,11 @@
 
 #include "somrated/api.hpp"
 #include "somrated/db_worker.hpp"
+#include "somrated/extract.hpp"
 #include "somrated/http_client.hpp"
 #include "somrated/http_server.hpp"
 #include "somrated/log.hpp"
+#include "somrated/reader_pool.hpp"
 #include "somrated/scheduler.hpp"
 #include "somrated/source_board.hpp"
 #include "somrated/version.hpp"
@@ -63,29 +65,133 @@ tcp::endpoint parse_listen(const std::string& listen) {
 
 namespace {
 
-/// Readers: one read-only store per thread, handed out round robin.
-class reader_pool {
+/// Reader threads for API requests.
+constexpr std::size_t reader_threads = 2;
+/// API requests that may wait for a reader before new ones get 503.
+constexpr std::size_t max_queued_reads = 256;
+
+/// The running parts of the daemon, declared in the order they must be built: what a
+/// member uses is declared above it, so destruction (in reverse) never leaves a queued
+/// job pointing at something already gone. The workers are stopped explicitly before
+/// any of it is destroyed (see run()).
+class daemon_parts {
  public:
-  reader_pool(const std::string& path, std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i)
-      workers_.push_back(std::make_unique<db_worker>(path, store::mode::read_only));
-  }
-  /// The worker for the next request.
-  db_worker& next() { return *workers_[next_++ % workers_.size()]; }
-  /// Drains and stops every reader.
-  void stop() {
-    for (auto& w : workers_) w->stop();
+  daemon_parts(const config& cfg, logger& log, const tcp::endpoint& endpoint)
+      : cfg_(std::make_shared<const config>(cfg)),
+        log_(log),
+        writer_(cfg.storage.path, store::mode::read_write, log),
+        readers_(cfg.storage.path, reader_threads, max_queued_reads, log),
+        routes_(cfg_, board_),
+        server_(ioc_, endpoint, limits(cfg), make_handler(), api::transport_error, log),
+        scraper_(ioc_, cfg.sources, writer_, board_, log) {}
+
+  ~daemon_parts() { stop_workers(); }
+  daemon_parts(const daemon_parts&) = delete;
+  daemon_parts& operator=(const daemon_parts&) = delete;
+
+  /// Serves until SIGINT/SIGTERM; returns the exit code.
+  int run() {
+    server_.start();
+    scraper_.start();
+    const auto bound = server_.local_endpoint();
+    log_.log(log_level::notice, "somrated {} listening on http://{}:{} (database {}, {} sources)",
+             version, bound.address().to_string(), bound.port(), cfg_->storage.path,
+             cfg_->sources.size());
+    wait_hup();
+    stop_signals_.async_wait([this](boost::system::error_code ec, int signo) {
+      if (!ec) shut_down(signo);
+    });
+    int code = 0;
+    try {
+      ioc_.run();
+    } catch (const std::exception& e) {
+      log_.log(log_level::error, "fatal error on the network thread: {}", e.what());
+      code = 1;
+    }
+    // Finish the writes already queued (the last scrape) before the stores close; reads
+    // that have not started are dropped.
+    stop_workers();
+    log_.log(log_level::notice, "stopped");
+    return code;
   }
 
  private:
-  std::vector<std::unique_ptr<db_worker>> workers_;
-  std::atomic<std::size_t> next_{0};
+  /// The transport's limits from the config.
+  static server_limits limits(const config& cfg) {
+    server_limits l;
+    l.max_connections = cfg.server.max_connections;
+    return l;
+  }
+
+  /// Requests that need no database are answered on the network thread; the rest go to
+  /// a reader, or get 503 when too many are already waiting.
+  request_handler make_handler() {
+    return [this](http_request req, std::function<void(http_response)> done) {
+      if (auto quick = routes_.handle_without_store(req)) return done(std::move(*quick));
+      const unsigned version = req.version();
+      auto job = [this, req = std::move(req), done](store& db) {
+        http_response res;
+        try {
+          res = routes_.handle(req, db);
+        } catch (const std::exception& e) {
+          res = api::error(req.version(), http::status::internal_server_error, "internal_error",
+                           e.what());
+        }
+        done(std::move(res));
+      };
+      if (!readers_.try_post(std::move(job))) {
+        done(api::error(version, http::status::service_unavailable, "busy",
+                        "too many requests are waiting for the database; try again shortly"));
+      }
+    };
+  }
+
+  /// SIGHUP is logged and otherwise ignored until configuration reload exists.
+  void wait_hup() {
+    hup_.async_wait([this](boost::system::error_code ec, int) {
+      if (ec) return;
+      log_.log(log_level::warning,
+               "SIGHUP received: configuration reload is not supported yet; restart to apply "
+               "changes");
+      wait_hup();
+    });
+  }
+
+  /// Stops scraping and accepting; in-flight requests get up to 5 s, then the loop ends.
+  /// A fetch still running is abandoned (nothing of it is stored).
+  void shut_down(int signo) {
+    log_.log(log_level::notice, "{} received: shutting down",
+             signo == SIGINT ? "SIGINT" : "SIGTERM");
+    scraper_.stop();
+    hup_.cancel();
+    server_.stop(5s, [this] {
+      log_.log(log_level::info, "HTTP server stopped");
+      ioc_.stop();
+    });
+  }
+
+  /// Stops the database threads; safe to call twice.
+  void stop_workers() {
+    readers_.stop();
+    writer_.stop();
+  }
+
+  std::shared_ptr<const config> cfg_;  ///< Shared with the API.
+  logger& log_;                        ///< Everyone's log.
+  net::io_context ioc_{1};             ///< The network thread's loop.
+  source_board board_;                 ///< Next scrape times, scheduler to API.
+  db_worker writer_;                   ///< The read-write store; scrapes are stored here.
+  reader_pool readers_;                ///< Read-only stores for the API.
+  api routes_;                         ///< Request -> response.
+  http_server server_;                 ///< The listener and sessions.
+  scheduler scraper_;                  ///< Timers, fetches, backoff.
+  net::signal_set stop_signals_{ioc_, SIGINT, SIGTERM};  ///< Shutdown requests.
+  net::signal_set hup_{ioc_, SIGHUP};                    ///< Reload requests.
 };
 
 }  // namespace
 
 int run_daemon(const config& cfg, logger& log) {
-  const auto shared_cfg = std::make_shared<const config>(cfg);
   tcp::endpoint endpoint;
   try {
     endpoint = parse_listen(cfg.server.listen);
@@ -93,93 +199,17 @@ int run_daemon(const config& cfg, logger& log) {
     log.log(log_level::error, "{}", e.what());
     return 2;
   }
-
-  // The writer opens (and migrates) first so the read-only stores find a current schema.
-  std::unique_ptr<db_worker> writer;
-  std::unique_ptr<reader_pool> readers;
+  std::unique_ptr<daemon_parts> parts;
   try {
-    writer = std::make_unique<db_worker>(cfg.storage.path, store::mode::read_write);
-    readers = std::make_unique<reader_pool>(cfg.storage.path, 2);
-  } catch (const std::exception& e) {
+    parts = std::make_unique<daemon_parts>(cfg, log, endpoint);
+  } catch (const store_error& e) {
     log.log(log_level::error, "cannot open database {}: {}", cfg.storage.path, e.what());
     return 1;
-  }
-
-  net::io_context ioc(1);
-  source_board board;
-  const api routes(shared_cfg, board);
-
-  request_handler handler = [&readers, &routes](http_request req,
-                                                std::function<void(http_response)> done) {
-    readers->next().post([&routes, req = std::move(req), done = std::move(done)](store& db) {
-      http_response res;
-      try {
-        res = routes.handle(req, db);
-      } catch (const std::exception& e) {
-        res = api::error(req.version(), http::status::internal_server_error, "internal_error",
-                         e.what());
-      }
-      done(std::move(res));
-    });
-  };
-  error_responder on_error = [](http::status status, std::string_view message) {
-    const char* code = status == http::status::payload_too_large ? "payload_too_large"
-                       : status == http::status::request_header_fields_too_large
-                           ? "header_too_large"
-                       : status == http::status::service_unavailable ? "unavailable"
-                                                                     : "bad_request";
-    return api::error(11, status, code, message);
-  };
-
-  server_limits limits;
-  limits.max_connections = cfg.server.max_connections;
-  std::unique_ptr<http_server> server;
-  try {
-    server = std::make_unique<http_server>(ioc, endpoint, limits, handler, on_error, log);
   } catch (const std::exception& e) {
-    log.log(log_level::error, "cannot listen on {}: {}", cfg.server.listen, e.what());
+    log.log(log_level::error, "cannot start: {} (listening on {})", e.what(), cfg.server.listen);
     return 1;
   }
-
-  scheduler scraper(ioc, cfg.sources, *writer, board, log);
-  server->start();
-  scraper.start();
-  const auto bound = server->local_endpoint();
-  log.log(log_level::notice, "somrated {} listening on http://{}:{} (database {}, {} sources)",
-          version, bound.address().to_string(), bound.port(), cfg.storage.path, cfg.sources.size());
-
-  net::signal_set stop_signals(ioc, SIGINT, SIGTERM);
-  net::signal_set hup(ioc, SIGHUP);
-  std::function<void()> wait_hup = [&] {
-    hup.async_wait([&](boost::system::error_code ec, int) {
-      if (ec) return;
-      log.log(log_level::warning,
-              "SIGHUP received: configuration reload is not supported yet; restart to apply "
-              "changes");
-      wait_hup();
-    });
-  };
-  wait_hup();
-  stop_signals.async_wait([&](boost::system::error_code ec, int signo) {
-    if (ec) return;
-    log.log(log_level::notice, "{} received: shutting down",
-            signo == SIGINT ? "SIGINT" : "SIGTERM");
-    scraper.stop();
-    hup.cancel();
-    // In-flight requests get up to 5 s; a fetch still running after that is abandoned
-    // (nothing of it is stored), while writes already queued are finished below.
-    server->stop(5s, [&] {
-      log.log(log_level::info, "HTTP server stopped");
-      ioc.stop();
-    });
-  });
-
-  ioc.run();
-  // Finish queued database work (the last scrape's write) before closing the stores.
-  readers->stop();
-  writer->stop();
-  log.log(log_level::notice, "stopped");
-  return 0;
+  return parts->run();
 }
 
 int scrape_once(const config& cfg, const std::optional<std::string>& source, logger& log,
@@ -202,7 +232,7 @@ int scrape_once(const config& cfg, const std::optional<std::string>& source, log
     req.url = s->url;
     req.ca_file = s->ca_file;
     req.timeout = s->timeout;
-    req.max_body = s->max_body;
+    req.max_body = std::min(s->max_body, max_document_bytes(s->kind));
     client.async_fetch(std::move(req), [&, s](fetch_result r) {
       if (!r.ok()) {
         ++failed;

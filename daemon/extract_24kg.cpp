@@ -19,8 +19,8 @@ namespace somrated {
 
 namespace {
 
-/// Largest page accepted. Real pages are a few hundred KB; libxml2 takes an int size.
-constexpr std::size_t max_page_bytes = 16 * 1024 * 1024;
+/// Largest page accepted (see extract.hpp).
+constexpr std::size_t max_page_bytes = max_24kg_bytes;
 
 /// How far into the page the encoding prescan looks for a declaration.
 constexpr std::size_t prescan_bytes = 64 * 1024;

@@ -22,9 +22,6 @@ namespace somrated {
 
 namespace {
 
-/// Largest document accepted; the weekly list of ~40 currencies is about 4 KB.
-constexpr std::size_t max_document_bytes = 1024 * 1024;
-
 /// Parser options: no network, no messages, and deliberately neither XML_PARSE_NOENT nor
 /// XML_PARSE_DTDLOAD, so external entities are never loaded and entity references are not
 /// substituted. XML_PARSE_HUGE is left off to keep libxml2's size and depth limits.
@@ -200,9 +197,8 @@ std::optional<rate_quote> read_currency(const xmlNode& currency, std::size_t ind
 
 extraction extract_nbkr(std::string_view xml) {
   if (trim(xml).empty()) return fail("document is empty");
-  if (xml.size() > max_document_bytes) {
-    return fail(
-        fmt::format("document too large: {} bytes (limit {})", xml.size(), max_document_bytes));
+  if (xml.size() > max_nbkr_bytes) {
+    return fail(fmt::format("document too large: {} bytes (limit {})", xml.size(), max_nbkr_bytes));
   }
 
   libxml::ensure_initialized();

@@ -29,14 +29,6 @@ struct scheduler::source_state {
   int failures = 0;                     ///< Consecutive failed scrapes.
 };
 
-extraction extract_for_kind(std::string_view kind, std::string_view body) {
-  if (kind == "24kg") return extract_24kg(body);
-  if (kind == "nbkr") return extract_nbkr(body);
-  extraction e;
-  e.error = fmt::format("unknown source kind '{}'", kind);
-  return e;
-}
-
 std::chrono::milliseconds retry_delay(std::chrono::milliseconds interval, int failures,
                                       double jitter) {
   const auto base = std::min<std::chrono::milliseconds>(interval, 30s);
@@ -86,7 +78,7 @@ void scheduler::scrape(source_state& s) {
   req.url = s.cfg.url;
   req.ca_file = s.cfg.ca_file;
   req.timeout = s.cfg.timeout;
-  req.max_body = s.cfg.max_body;
+  req.max_body = std::min(s.cfg.max_body, max_document_bytes(s.cfg.kind));
   if (!s.last_quotes.empty()) {
     req.etag = s.etag;
     req.last_modified = s.last_modified;

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "somrated/config.hpp"
@@ -22,13 +23,25 @@ class api {
   /// Answers one request using db for reads.
   http_response handle(const http_request& req, store& db) const;
 
+  /// Answers a request that needs no database (health, index, 404, 405, bad targets),
+  /// so it can be answered on the network thread however busy the readers are; nullopt
+  /// when the request must go to handle() on a reader thread.
+  std::optional<http_response> handle_without_store(const http_request& req) const;
+
   /// A JSON error response {"error":{"code":…,"message":…}} for status.
   static http_response error(unsigned http_version, http::status status, std::string_view code,
                              std::string_view message);
 
+  /// The answer to a request the transport refused (400, 413, 431, 503): an error()
+  /// with a code for the status and Connection: close.
+  static http_response transport_error(http::status status, std::string_view message);
+
  private:
-  std::shared_ptr<const config> cfg_;
-  const source_board& board_;
+  /// handle() and handle_without_store() in one: db may be null.
+  std::optional<http_response> respond(const http_request& req, store* db) const;
+
+  std::shared_ptr<const config> cfg_;  ///< Sources, in configured order.
+  const source_board& board_;          ///< The scheduler's next-scrape times.
 };
 
 }  // namespace somrated

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <exception>
 #include <memory>
 #include <string>
 #include <utility>
@@ -7,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 
+#include "somrated/log.hpp"
 #include "somrated/store.hpp"
 
 namespace somrated {
@@ -16,31 +18,44 @@ namespace somrated {
 /// SQLite work never runs on the network thread: callers post a job, the job runs on
 /// this worker's own thread with the store, and the job posts its result back where it
 /// is needed (the session's or scheduler's executor). One connection, one thread, so
-/// the connection is never touched concurrently (STYLE.md, pattern 8).
+/// the connection is never touched concurrently (STYLE.md, pattern 8). A job that
+/// throws is logged and does not take the thread (or the process) down.
 class db_worker {
  public:
   /// Opens the store at path on the calling thread (so startup errors throw here).
-  db_worker(const std::string& path, store::mode m) : store_(std::make_unique<store>(path, m)) {}
+  db_worker(const std::string& path, store::mode m, logger& log)
+      : store_(std::make_unique<store>(path, m)), log_(log) {}
 
   ~db_worker() { stop(); }
   db_worker(const db_worker&) = delete;
   db_worker& operator=(const db_worker&) = delete;
 
-  /// Runs job(store&) on the worker thread, after every job posted before it.
+  /// Runs job(store&) on the worker thread, after every job posted before it. Jobs
+  /// posted after stop() has begun never run.
   template <class Job>
   void post(Job&& job) {
-    boost::asio::post(pool_, [this, job = std::forward<Job>(job)]() mutable { job(*store_); });
+    boost::asio::post(pool_, [this, job = std::forward<Job>(job)]() mutable {
+      try {
+        job(*store_);
+      } catch (const std::exception& e) {
+        log_.log(log_level::error, "database job failed: {}", e.what());
+      } catch (...) {
+        log_.log(log_level::error, "database job failed with an unknown exception");
+      }
+    });
   }
 
-  /// Finishes the queued jobs, then stops the thread and closes the store.
+  /// Finishes the queued jobs, then stops the thread and closes the store. Call it from
+  /// one thread, never from a job.
   void stop() {
     pool_.join();
     store_.reset();
   }
 
  private:
-  std::unique_ptr<store> store_;
-  boost::asio::thread_pool pool_{1};
+  std::unique_ptr<store> store_;      ///< Touched only by the pool's thread (and stop()).
+  logger& log_;                       ///< Where failed jobs are reported.
+  boost::asio::thread_pool pool_{1};  ///< The one thread; declared last so it stops first.
 };
 
 }  // namespace somrated

@@ -1,10 +1,17 @@
 #pragma once
 
+#include <cstddef>
 #include <string_view>
 
 #include "somrated/observation.hpp"
 
 namespace somrated {
+
+/// Largest 24.kg page read: real pages are a few hundred KB; libxml2 takes an int size.
+inline constexpr std::size_t max_24kg_bytes = 16u << 20;
+
+/// Largest NBKR document read: the weekly list of ~40 currencies is about 4 KB.
+inline constexpr std::size_t max_nbkr_bytes = 1u << 20;
 
 /// Reads the USD/EUR/RUB strip from a 24.kg page (any edition or host).
 ///
@@ -17,5 +24,12 @@ extraction extract_24kg(std::string_view html);
 /// Reads an NBKR daily.xml or weekly.xml document: every currency, Value/Nominal as an
 /// exact per-unit rate, and the Date attribute as the effective date.
 extraction extract_nbkr(std::string_view xml);
+
+/// Runs the extractor of a source kind ("24kg", "nbkr") over a fetched body.
+extraction extract_for_kind(std::string_view kind, std::string_view body);
+
+/// The largest body the kind's extractor reads: fetches never download more than this,
+/// whatever a source's max_body says.
+std::size_t max_document_bytes(std::string_view kind) noexcept;
 
 }  // namespace somrated

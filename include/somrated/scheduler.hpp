@@ -21,9 +21,6 @@ class db_worker;
 class logger;
 class source_board;
 
-/// Runs the extractor that belongs to a source kind ("24kg", "nbkr") over a body.
-extraction extract_for_kind(std::string_view kind, std::string_view body);
-
 /// The delay before retry number `failures` (1 = first failure) of a source scraped
 /// every `interval`: exponential from min(interval, 30s), capped at max(interval, 5
 /// base delays), scaled by jitter in [0.8, 1.2] so many daemons do not retry in step.

@@ -1,0 +1,19 @@
+#include "somrated/extract.hpp"
+
+#include <fmt/format.h>
+
+namespace somrated {
+
+extraction extract_for_kind(std::string_view kind, std::string_view body) {
+  if (kind == "24kg") return extract_24kg(body);
+  if (kind == "nbkr") return extract_nbkr(body);
+  extraction e;
+  e.error = fmt::format("unknown source kind '{}'", kind);
+  return e;
+}
+
+std::size_t max_document_bytes(std::string_view kind) noexcept {
+  return kind == "nbkr" ? max_nbkr_bytes : max_24kg_bytes;
+}
+
+}  // namespace somrated
