@@ -1,3 +1,6 @@
+#include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
+
 #include "api_common.hpp"
 #include "somrated/source_board.hpp"
 #include "somrated/store.hpp"
@@ -5,6 +8,15 @@
 namespace somrated::api_detail {
 
 namespace {
+
+/// The source URL as shown to API clients: a password in it is replaced by "***".
+std::string redacted_url(std::string_view url) {
+  auto parsed = boost::urls::parse_uri(url);
+  if (!parsed || !parsed->has_password()) return std::string(url);
+  boost::urls::url u(*parsed);
+  u.set_password("***");
+  return std::string(u.buffer());
+}
 
 /// Writes one source's configuration, health, schedule and held values.
 void write_source(json_writer& w, const request_context& ctx, const source_config& src) {
@@ -14,7 +26,7 @@ void write_source(json_writer& w, const request_context& ctx, const source_confi
   w.begin_object();
   w.key("name").value(src.name);
   w.key("kind").value(src.kind);
-  w.key("url").value(src.url);
+  w.key("url").value(redacted_url(src.url));
   w.key("interval").value(format_duration(src.interval));
   w.key("stale").value(is_stale(src, h.last_success, ctx.now));
   w.key("last_attempt");

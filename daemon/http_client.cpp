@@ -78,7 +78,7 @@ constexpr std::string_view accept_value = "text/html,application/xml;q=0.9,*/*;q
 
 /// The User-Agent used when the request names none.
 std::string default_user_agent() {
-  return fmt::format("somrated/{} (+https://github.com/somrated/somrated)", version);
+  return fmt::format("somrated/{} (exchange-rate tracker)", version);
 }
 
 /// True when value could not be sent as one header field value (CR, LF or NUL).

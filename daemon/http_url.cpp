@@ -108,6 +108,9 @@ target_or_error resolve_redirect(const fetch_target& from, std::string_view loca
   if (scheme != urls::scheme::http && scheme != urls::scheme::https)
     return failure(
         fmt::format("redirect to unsupported URL scheme '{}'", excerpt(next.scheme(), 20)));
+  if (from.scheme == url_scheme::https && scheme == urls::scheme::http)
+    return failure(fmt::format("refusing a redirect from https to plain http ('{}')",
+                               excerpt(next.buffer(), 80)));
   return from_view(next);
 }
 

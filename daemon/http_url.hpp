@@ -34,7 +34,8 @@ target_or_error parse_fetch_url(std::string_view url);
 /// Resolves a Location header against the hop that sent it (RFC 3986 section 5).
 ///
 /// Only http and https are acceptable redirect targets: a server must not be able to
-/// send the fetcher to a file:// URL on this machine.
+/// send the fetcher to a file:// URL on this machine, and a verified https source must
+/// not be downgraded to plain http, where the page could be altered on the way.
 target_or_error resolve_redirect(const fetch_target& from, std::string_view location);
 
 }  // namespace somrated::detail

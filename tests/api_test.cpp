@@ -76,7 +76,7 @@ std::shared_ptr<const somrated::config> test_config() {
   somrated::source_config nbkr;
   nbkr.name = "nbkr";
   nbkr.kind = "nbkr";
-  nbkr.url = "https://www.nbkr.kg/XML/daily.xml";
+  nbkr.url = "https://reader:s3cret@www.nbkr.kg/XML/daily.xml";
   nbkr.interval = 1h;
   somrated::source_config empty;
   empty.name = "empty";
@@ -615,8 +615,10 @@ TEST_CASE("api sources") {
     CHECK(held[0].at("rate").as_double() == doctest::Approx(120.0));
   }
 
-  SUBCASE("a healthy but stale source") {
+  SUBCASE("a healthy but stale source, its password not shown") {
     const auto& nb = list[1];
+    CHECK(str(nb, "url") == "https://reader:***@www.nbkr.kg/XML/daily.xml");
+    CHECK_FALSE(contains(res.body(), "s3cret"));
     CHECK(str(nb, "interval") == "1h");
     CHECK(nb.at("stale").as_bool() == true);
     CHECK(nb.at("last_error").is_null());

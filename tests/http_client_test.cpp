@@ -384,7 +384,7 @@ TEST_CASE("http_client fetches a 200 and sends a well-formed request") {
     CHECK(req.version() == 11);
     CHECK(req[http::field::host] == fmt::format("127.0.0.1:{}", srv.port()));
     CHECK(req[http::field::user_agent] ==
-          fmt::format("somrated/{} (+https://github.com/somrated/somrated)", somrated::version));
+          fmt::format("somrated/{} (exchange-rate tracker)", somrated::version));
     CHECK(req[http::field::accept] == "text/html,application/xml;q=0.9,*/*;q=0.8");
     CHECK(req[http::field::accept_encoding] == "identity");
     CHECK(req[http::field::connection] == "close");
@@ -796,7 +796,14 @@ TEST_CASE("fetch URLs are taken apart for the wire") {
     CHECK(url_of("/kg/") == "https://24.kg/kg/");
     CHECK(url_of("?p=3") == "https://24.kg/english/news/?p=3");
     CHECK(url_of("//www.24.kg/x") == "https://www.24.kg/x");
-    CHECK(url_of("http://[::1]:81/y") == "http://[::1]:81/y");
+    CHECK(url_of("https://[::1]:81/y") == "https://[::1]:81/y");
+    CHECK(url_of("http://24.kg/english/") ==
+          "error: refusing a redirect from https to plain http ('http://24.kg/english/')");
+    const auto plain = parse_fetch_url("http://24.kg/");
+    REQUIRE(plain.target);
+    const auto upgraded = resolve_redirect(*plain.target, "https://24.kg/english/");
+    REQUIRE(upgraded.target);
+    CHECK(upgraded.target->url == "https://24.kg/english/");
     CHECK(url_of("file:///etc/passwd") == "error: redirect to unsupported URL scheme 'file'");
     CHECK(url_of("ftp://24.kg/") == "error: redirect to unsupported URL scheme 'ftp'");
     CHECK(url_of("http://bad host/").starts_with("error: invalid Location"));

@@ -21,7 +21,7 @@ struct fetch_request {
   std::size_t max_body = 8u << 20;  ///< A larger body fails the fetch.
   int max_redirects = 5;
   std::string
-      user_agent;  ///< Empty = "somrated/<version> (+https://github.com/somrated/somrated)".
+      user_agent;  ///< Empty = "somrated/<version> (exchange-rate tracker)".
 };
 
 /// The outcome of a fetch. Exactly one of: error set, not_modified, or a 2xx body.
