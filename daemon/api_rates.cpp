@@ -206,6 +206,11 @@ std::string history_json(const history_query& q, const history_result& r, bool p
   return std::move(w).release();
 }
 
+/// Position of USD, EUR and RUB at the head of a latest answer; 3 for the others.
+int lead_rank(std::string_view code) {
+  return code == "USD" ? 0 : code == "EUR" ? 1 : code == "RUB" ? 2 : 3;
+}
+
 }  // namespace
 
 http_response handle_latest(const request_context& ctx) {
@@ -224,7 +229,12 @@ http_response handle_latest(const request_context& ctx) {
       shown.push_back(&*it);
     }
   } else {
+    // The currencies people look for first lead, as on the 24.kg strip; the rest
+    // (NBKR publishes dozens) follow alphabetically.
     for (const rate_point& p : latest) shown.push_back(&p);
+    std::stable_sort(shown.begin(), shown.end(), [](const rate_point* a, const rate_point* b) {
+      return lead_rank(a->currency) < lead_rank(b->currency);
+    });
   }
   const std::optional<timestamp> last_success = ctx.db->health(src.name).last_success;
 

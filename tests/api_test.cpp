@@ -196,7 +196,8 @@ TEST_CASE("api latest") {
     auto v = json_of(res);
     CHECK(str(v, "base") == "KGS");
     CHECK(str(v, "source") == "24kg");
-    CHECK(keys(v.at("rates")) == std::vector<std::string>{"EUR", "RUB", "USD"});
+    // The strip's currencies lead, in the strip's order.
+    CHECK(keys(v.at("rates")) == std::vector<std::string>{"USD", "EUR", "RUB"});
     const auto& usd = v.at("rates").at("USD");
     CHECK(usd.at("rate").as_double() == doctest::Approx(87.45));
     CHECK(str(usd, "since") == "2025-06-10T02:00:00Z");
@@ -236,6 +237,16 @@ TEST_CASE("api latest") {
     CHECK(str(v, "source") == "nbkr");
     CHECK(str(v.at("rates").at("USD"), "effective_date") == "2025-06-11");
     CHECK(str(v.at("rates").at("EUR"), "effective_date") == "2025-06-11");
+  }
+
+  SUBCASE("USD, EUR and RUB lead; other currencies follow alphabetically") {
+    std::vector<somrated::rate_quote> more{{"USD", dec("87.4500")}, {"KZT", dec("0.1804")},
+                                           {"RUB", dec("1.0715")},  {"AMD", dec("0.2237")},
+                                           {"EUR", dec("99.1234")}, {"CNY", dec("12.1100")}};
+    f.db.record("nbkr", t0 + 1h, more, std::nullopt, 0.25);
+    auto v = json_of(f.send("/api/v1/latest?source=nbkr"));
+    CHECK(keys(v.at("rates")) ==
+          std::vector<std::string>{"USD", "EUR", "RUB", "AMD", "CNY", "KZT"});
   }
 
   SUBCASE("symbols filters and orders, case-insensitively") {
