@@ -179,6 +179,59 @@ class EndToEnd(unittest.TestCase):
                     wait_for(lambda: d.source("24kg")["consecutive_failures"] == 0, timeout=30,
                              what=f"recovery after {mode}")
 
+    def held(self, d):
+        return {h["currency"]: h for h in d.source("24kg")["held"]}
+
+    def usd_history(self, d):
+        status, hist = d.get_json("/api/v1/history?currency=USD&from=2020-01-01")
+        self.assertEqual(status, 200)
+        return [(p["time"], p["rate"]) for p in hist["points"]]
+
+    def test_implausible_jump_is_held_until_the_next_scrape_confirms_it(self):
+        # max_jump defaults to 0.25: 87.45 -> 120.00 is a 37 % jump.
+        with Daemon(config(self.fixture.url(self.path), interval="2s", nbkr=False)) as d:
+            self.wait_first_scrape(d)
+            self.fixture.set_page(self.path, seed_page(usd="120.00"))
+            held = wait_for(lambda: self.held(d).get("USD"), what="USD 120.00 to be held")
+            # Right after the scrape that saw it, before the next one (2 s later).
+            self.assertEqual(latest_rates(d), {"USD": 87.45, "EUR": 99.56, "RUB": 1.10})
+            self.assertEqual(held["rate"], 120.00)
+            self.assertRegex(d.get("/api/v1/sources").text.replace(" ", ""),
+                             r'"held":\[\{"currency":"USD","rate":120\.00,')
+            self.assertEqual(set(self.held(d)), {"USD"})  # EUR and RUB did not move
+            self.assertEqual([r for _, r in self.usd_history(d)], [87.45])
+            self.assertIn("implausible jump held", d.log())
+
+            # The next scrape sees 120.00 again (a 304 with the same page): released, and
+            # dated from when it was first seen.
+            wait_for(lambda: latest_rates(d)["USD"] == 120.00, timeout=30,
+                     what="USD 120.00 to be released")
+            self.assertEqual(self.held(d), {})
+            self.assertIn('"rate":120.00', d.get("/api/v1/latest").text.replace(" ", ""))
+            hist = self.usd_history(d)
+            self.assertEqual([r for _, r in hist], [87.45, 120.00])
+            self.assertEqual(hist[1][0], held["since"])
+            self.assertEqual(d.get_json("/api/v1/latest")[1]["rates"]["USD"]["since"], held["since"])
+
+    def test_unconfirmed_jump_never_becomes_latest(self):
+        with Daemon(config(self.fixture.url(self.path), interval="2s", nbkr=False)) as d:
+            self.wait_first_scrape(d)
+            self.fixture.set_page(self.path, seed_page(usd="120.00"))
+            wait_for(lambda: self.held(d).get("USD"), what="USD 120.00 to be held")
+            self.fixture.set_page(self.path, seed_page())  # back to 87.45 before the next scrape
+            fetches_of_jump = len(self.fixture.log(self.path))
+            self.assertEqual(latest_rates(d)["USD"], 87.45)
+
+            # The next scrape sees 87.45 again: the hold is dropped, nothing is stored.
+            wait_for(lambda: len(self.fixture.log(self.path)) > fetches_of_jump and not self.held(d),
+                     timeout=30, what="the next scrape to drop the hold")
+            self.assertEqual(latest_rates(d), {"USD": 87.45, "EUR": 99.56, "RUB": 1.10})
+            hist = self.usd_history(d)
+            self.assertNotIn(120.00, [r for _, r in hist])
+            self.assertEqual([r for _, r in hist], [87.45])
+            csv = d.get("/api/v1/history?currency=USD&from=2020-01-01&format=csv").text
+            self.assertNotIn("120.00", csv)
+
     def test_bad_requests_get_clear_errors(self):
         with Daemon(config(self.fixture.url(self.path), nbkr=False)) as d:
             self.wait_first_scrape(d)
@@ -263,9 +316,21 @@ class CommandLine(unittest.TestCase):
         self.assertIn(":6", r.stderr)
 
     def test_unopenable_database_fails_startup(self):
-        r = self.run_cli("--db", "/proc/nonexistent/x.db", "--listen", "127.0.0.1:0", timeout=30)
+        # Local sources only: should the database open after all, the daemon must not
+        # reach for the real 24.kg and nbkr.kg.
+        work = tempfile.mkdtemp(prefix="somrated-cli-")
+        page = os.path.join(work, "page.html")
+        with open(page, "wb") as f:
+            f.write(seed_page())
+        cfg = os.path.join(work, "c.toml")
+        with open(cfg, "w") as f:
+            f.write(config("file://" + page, interval="1h").replace("@DB@", os.path.join(work, "r.db")))
+        r = self.run_cli("--config", cfg, "--db", "/proc/nonexistent/x.db", "--listen", "127.0.0.1:0",
+                         timeout=30)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("database", r.stderr)
+        self.assertIn("/proc/nonexistent/x.db", r.stderr)
+        self.assertNotIn("listening on", r.stderr)
 
 
 if __name__ == "__main__":
