@@ -5,6 +5,7 @@
 #include <utility>
 
 #include <fmt/format.h>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 
 #include "somrated/db_worker.hpp"
@@ -105,7 +106,9 @@ void scheduler::on_fetched(source_state& s, fetch_result r, timestamp started,
   };
   auto in = std::make_shared<job_input>(
       job_input{s.cfg.name, s.cfg.kind, s.cfg.max_jump, std::move(r), s.last_quotes, started, t0});
-  writer_.post([this, &s, in](store& db) {
+  // The guard keeps the io_context running while the job is away on the writer thread:
+  // without it a loop with nothing else to do would return before the result comes back.
+  writer_.post([this, &s, in, guard = net::make_work_guard(ioc_)](store& db) {
     scrape_record rec;
     rec.source = in->name;
     rec.started_at = in->started;

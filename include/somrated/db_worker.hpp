@@ -31,7 +31,7 @@ class db_worker {
   db_worker& operator=(const db_worker&) = delete;
 
   /// Runs job(store&) on the worker thread, after every job posted before it. Jobs
-  /// posted after stop() has begun never run.
+  /// posted while stop() drains still run; jobs posted after it returns never do.
   template <class Job>
   void post(Job&& job) {
     boost::asio::post(pool_, [this, job = std::forward<Job>(job)]() mutable {

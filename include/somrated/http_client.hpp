@@ -20,8 +20,7 @@ struct fetch_request {
       std::chrono::seconds(20)};    ///< Per operation (resolve, connect, handshake, write, read).
   std::size_t max_body = 8u << 20;  ///< A larger body fails the fetch.
   int max_redirects = 5;
-  std::string
-      user_agent;  ///< Empty = "somrated/<version> (exchange-rate tracker)".
+  std::string user_agent;  ///< Empty = "somrated/<version> (exchange-rate tracker)".
 };
 
 /// The outcome of a fetch. Exactly one of: error set, not_modified, or a 2xx body.

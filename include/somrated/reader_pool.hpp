@@ -3,6 +3,7 @@
 #include <atomic>
 #include <cstddef>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +23,7 @@ class reader_pool {
   /// Opens `threads` read-only stores on path. Throws store_error.
   reader_pool(const std::string& path, std::size_t threads, std::size_t max_queued, logger& log)
       : max_queued_(max_queued) {
+    if (threads == 0) throw std::invalid_argument("reader_pool needs at least one thread");
     for (std::size_t i = 0; i < threads; ++i)
       workers_.push_back(std::make_unique<db_worker>(path, store::mode::read_only, log));
   }
@@ -42,7 +44,7 @@ class reader_pool {
     return true;
   }
 
-  /// Jobs waiting or running now.
+  /// Jobs posted and not yet started.
   std::size_t queued() const noexcept { return queued_.load(); }
 
   /// Drops the jobs that have not started, waits for running ones, closes the stores.
