@@ -93,78 +93,95 @@ void scheduler::scrape(source_state& s) {
   });
 }
 
+namespace {
+
+/// Everything the writer thread needs about one fetch; it never touches source_state.
+struct scrape_input {
+  std::string name, kind;
+  double max_jump;
+  fetch_result fetched;
+  std::vector<rate_quote> cached;  ///< The last 200's quotes, which a 304 confirms.
+  timestamp started;
+  std::chrono::steady_clock::time_point t0;
+};
+
+/// What a fetch came to once extracted and stored.
+struct scrape_outcome {
+  std::string error;                   ///< Empty on success.
+  std::vector<rate_quote> quotes;      ///< What was read (or confirmed by a 304).
+  std::vector<record_result> results;  ///< What the store did with each quote.
+};
+
+/// Extracts the rates (or takes the cached ones after a 304) and records them. Runs on
+/// the writer thread; a failure of any step becomes outcome.error, nothing is thrown.
+scrape_outcome extract_and_record(store& db, const scrape_input& in) {
+  scrape_outcome out;
+  if (!in.fetched.ok()) {
+    out.error = in.fetched.error;
+    return out;
+  }
+  std::optional<std::chrono::sys_days> effective_date;
+  if (in.fetched.not_modified) {
+    out.quotes = in.cached;
+  } else {
+    extraction e = extract_for_kind(in.kind, in.fetched.body);
+    if (!e.ok()) {
+      out.error = e.error.empty() ? std::string("no rates in document") : std::move(e.error);
+      return out;
+    }
+    out.quotes = std::move(e.rates);
+    effective_date = e.effective_date;
+  }
+  try {
+    out.results = db.record(in.name, now(), out.quotes, effective_date, in.max_jump);
+  } catch (const std::exception& ex) {
+    out.error = fmt::format("storing rates failed: {}", ex.what());
+    out.quotes.clear();
+  }
+  return out;
+}
+
+/// "USD 87.52, EUR 99.60" for the quotes whose record_result matches pred.
+template <class Pred>
+std::string describe(const scrape_outcome& o, Pred pred) {
+  std::string text;
+  for (const record_result& res : o.results) {
+    if (!pred(res)) continue;
+    auto q = std::find_if(o.quotes.begin(), o.quotes.end(),
+                          [&](const rate_quote& x) { return x.currency == res.currency; });
+    text += fmt::format("{}{} {}", text.empty() ? "" : ", ", res.currency,
+                        q == o.quotes.end() ? std::string() : q->rate.text());
+    if (res.outcome == record_outcome::held)
+      text += fmt::format(" (was {})", res.previous ? res.previous->text() : "none");
+  }
+  return text;
+}
+
+}  // namespace
+
 void scheduler::on_fetched(source_state& s, fetch_result r, timestamp started,
                            std::chrono::steady_clock::time_point t0) {
-  // Everything the writer thread needs is copied into the job: it never touches s.
-  struct job_input {
-    std::string name, kind;
-    double max_jump;
-    fetch_result fetched;
-    std::vector<rate_quote> cached;
-    timestamp started;
-    std::chrono::steady_clock::time_point t0;
-  };
-  auto in = std::make_shared<job_input>(
-      job_input{s.cfg.name, s.cfg.kind, s.cfg.max_jump, std::move(r), s.last_quotes, started, t0});
+  auto in = std::make_shared<scrape_input>(scrape_input{s.cfg.name, s.cfg.kind, s.cfg.max_jump,
+                                                        std::move(r), s.last_quotes, started, t0});
   // The guard keeps the io_context running while the job is away on the writer thread:
   // without it a loop with nothing else to do would return before the result comes back.
   writer_.post([this, &s, in, guard = net::make_work_guard(ioc_)](store& db) {
+    scrape_outcome o = extract_and_record(db, *in);
+    const std::string held =
+        describe(o, [](const record_result& x) { return x.outcome == record_outcome::held; });
+    const std::string changes = describe(o, [](const record_result& x) {
+      return x.outcome != record_outcome::held && x.outcome != record_outcome::confirmed;
+    });
+
     scrape_record rec;
     rec.source = in->name;
     rec.started_at = in->started;
     rec.http_status = in->fetched.status;
-    std::vector<rate_quote> quotes;
-    std::vector<record_result> results;
-    std::string error;
-    if (!in->fetched.ok()) {
-      error = in->fetched.error;
-    } else if (in->fetched.not_modified) {
-      quotes = in->cached;
-    } else {
-      extraction e = extract_for_kind(in->kind, in->fetched.body);
-      if (e.ok()) {
-        quotes = std::move(e.rates);
-      } else {
-        error = e.error.empty() ? std::string("no rates in document") : std::move(e.error);
-      }
-      if (!quotes.empty()) {
-        try {
-          results = db.record(in->name, now(), quotes, e.effective_date, in->max_jump);
-        } catch (const std::exception& ex) {
-          error = fmt::format("storing rates failed: {}", ex.what());
-          quotes.clear();
-        }
-      }
-    }
-    if (error.empty() && in->fetched.not_modified && !quotes.empty()) {
-      try {
-        results = db.record(in->name, now(), quotes, std::nullopt, in->max_jump);
-      } catch (const std::exception& ex) {
-        error = fmt::format("storing rates failed: {}", ex.what());
-        quotes.clear();
-      }
-    }
-
-    std::string held;
-    std::string changes;
-    for (const auto& res : results) {
-      const std::string rate = [&] {
-        for (const auto& q : quotes)
-          if (q.currency == res.currency) return q.rate.text();
-        return std::string();
-      }();
-      if (res.outcome == record_outcome::held) {
-        held += fmt::format("{}{} {} (was {})", held.empty() ? "" : ", ", res.currency, rate,
-                            res.previous ? res.previous->text() : "none");
-      } else if (res.outcome != record_outcome::confirmed) {
-        changes += fmt::format("{}{} {}", changes.empty() ? "" : ", ", res.currency, rate);
-      }
-    }
     rec.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
         std::chrono::steady_clock::now() - in->t0);
-    if (!error.empty()) {
+    if (!o.error.empty()) {
       rec.outcome = "error";
-      rec.error = error;
+      rec.error = o.error;
     } else if (!held.empty()) {
       rec.outcome = "held";
       rec.error = fmt::format("held until confirmed: {}", held);
@@ -177,19 +194,19 @@ void scheduler::on_fetched(source_state& s, fetch_result r, timestamp started,
       log_.log(log_level::error, "{}: cannot write the scrape log: {}", in->name, ex.what());
     }
 
-    if (!error.empty()) {
-      log_.log(log_level::warning, "{}: scrape failed: {}", in->name, error);
+    if (!o.error.empty()) {
+      log_.log(log_level::warning, "{}: scrape failed: {}", in->name, o.error);
     } else {
       if (!changes.empty()) log_.log(log_level::notice, "{}: new rates: {}", in->name, changes);
       if (!held.empty())
         log_.log(log_level::warning,
                  "{}: implausible jump held until the next scrape confirms it: {}", in->name, held);
-      log_.log(log_level::info, "{}: scrape ok ({} rates, {} ms{})", in->name, quotes.size(),
+      log_.log(log_level::info, "{}: scrape ok ({} rates, {} ms{})", in->name, o.quotes.size(),
                rec.duration.count(), in->fetched.not_modified ? ", not modified" : "");
     }
-    const bool success = error.empty();
+    const bool success = o.error.empty();
     net::post(ioc_,
-              [this, &s, success, quotes = std::move(quotes), etag = std::move(in->fetched.etag),
+              [this, &s, success, quotes = std::move(o.quotes), etag = std::move(in->fetched.etag),
                last_modified = std::move(in->fetched.last_modified),
                not_modified = in->fetched.not_modified]() mutable {
                 if (success && !not_modified) {
