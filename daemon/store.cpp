@@ -176,10 +176,9 @@ struct store::impl {
   /// The oldest change point with first <= since <= last, if any.
   std::optional<change_row> first_change_in(std::int64_t source_id, std::string_view currency,
                                             std::int64_t first, std::int64_t last);
-  /// The row st (range_high or range_low) picks among first <= since <= last, if any.
-  std::optional<change_row> extreme(statement& st, std::int64_t source_id,
-                                    std::string_view currency, std::int64_t first,
-                                    std::int64_t last);
+  /// Widens high and low by the change points with first <= since <= last.
+  void widen(std::int64_t source_id, std::string_view currency, std::int64_t first,
+             std::int64_t last, change_row& high, change_row& low);
   /// The time of the oldest change point, if any.
   std::optional<std::int64_t> first_since(std::int64_t source_id, std::string_view currency);
   /// The held value of (source, currency), if any.
@@ -237,17 +236,11 @@ struct store::impl {
                             "SELECT since, rate, rate_num FROM rate_change "
                             "WHERE source_id = ?1 AND currency = ?2 AND since > ?3 AND since <= ?4 "
                             "ORDER BY since LIMIT ?5"};
-  // OHLC extremes: one aggregate scan of the bucket's rows inside SQLite. With a single
-  // max() or min(), SQLite takes the bare column rate from the row holding the extreme:
-  // https://www.sqlite.org/lang_select.html#bare_columns_in_an_aggregate_query
-  /// The highest value among the change points in [?3, ?4].
-  statement range_high{db,
-                       "SELECT rate, max(rate_num) FROM rate_change "
-                       "WHERE source_id = ?1 AND currency = ?2 AND since >= ?3 AND since <= ?4"};
-  /// The lowest value among the change points in [?3, ?4].
-  statement range_low{db,
-                      "SELECT rate, min(rate_num) FROM rate_change "
-                      "WHERE source_id = ?1 AND currency = ?2 AND since >= ?3 AND since <= ?4"};
+  /// The values of the change points in [?3, ?4], for OHLC high and low: one pass over
+  /// the bucket's rows (the text is read only for a new extreme).
+  statement range_values{db,
+                         "SELECT rate_num, rate FROM rate_change "
+                         "WHERE source_id = ?1 AND currency = ?2 AND since >= ?3 AND since <= ?4"};
   /// The alphabetically first currency of a source.
   statement first_currency{db,
                            "SELECT currency FROM rate_change WHERE source_id = ?1 "
@@ -354,17 +347,18 @@ std::optional<change_row> store::impl::first_change_in(std::int64_t source_id,
                     changes_between.column_double(2)};
 }
 
-std::optional<change_row> store::impl::extreme(statement& st, std::int64_t source_id,
-                                               std::string_view currency, std::int64_t first,
-                                               std::int64_t last) {
-  sqlite::reset_guard g(st);
-  st.bind(1, source_id);
-  st.bind(2, currency);
-  st.bind(3, first);
-  st.bind(4, last);
-  // An aggregate always returns a row; over no rows its value is NULL.
-  if (!st.step() || st.column_is_null(1)) return std::nullopt;
-  return change_row{0, st.column_text(0), st.column_double(1)};
+void store::impl::widen(std::int64_t source_id, std::string_view currency, std::int64_t first,
+                        std::int64_t last, change_row& high, change_row& low) {
+  sqlite::reset_guard g(range_values);
+  range_values.bind(1, source_id);
+  range_values.bind(2, currency);
+  range_values.bind(3, first);
+  range_values.bind(4, last);
+  while (range_values.step()) {
+    const double v = range_values.column_double(0);
+    if (v > high.rate_num) high = change_row{0, range_values.column_text(1), v};
+    if (v < low.rate_num) low = change_row{0, range_values.column_text(1), v};
+  }
 }
 
 std::optional<std::int64_t> store::impl::first_since(std::int64_t source_id,
@@ -590,14 +584,7 @@ void store::impl::ohlc_history(std::int64_t source_id, const history_query& q, h
       return;
     }
     change_row high = *open, low = *open;
-    if (auto h = extreme(range_high, source_id, q.currency, b.start(), b.end());
-        h && h->rate_num > high.rate_num) {
-      high = *std::move(h);
-    }
-    if (auto l = extreme(range_low, source_id, q.currency, b.start(), b.end());
-        l && l->rate_num < low.rate_num) {
-      low = *std::move(l);
-    }
+    widen(source_id, q.currency, b.start(), b.end(), high, low);
     // open exists, so a value is in force at the bucket's end.
     const auto close = value_at(source_id, q.currency, b.end());
     r.ohlc.push_back({from_ms(b.start()), stored_decimal(open->rate), stored_decimal(high.rate),
