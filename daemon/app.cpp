@@ -30,37 +30,16 @@ using tcp = net::ip::tcp;
 using namespace std::chrono_literals;
 
 tcp::endpoint parse_listen(const std::string& listen) {
-  std::string host;
-  std::string port;
-  if (!listen.empty() && listen.front() == '[') {
-    const auto close = listen.find(']');
-    if (close == std::string::npos || close + 1 >= listen.size() || listen[close + 1] != ':')
-      throw std::invalid_argument(fmt::format("listen \"{}\": expected [ADDRESS]:PORT", listen));
-    host = listen.substr(1, close - 1);
-    port = listen.substr(close + 2);
-  } else {
-    const auto colon = listen.rfind(':');
-    if (colon == std::string::npos)
-      throw std::invalid_argument(fmt::format("listen \"{}\": expected HOST:PORT", listen));
-    host = listen.substr(0, colon);
-    port = listen.substr(colon + 1);
-  }
-  unsigned long port_number = 0;
-  try {
-    std::size_t used = 0;
-    port_number = std::stoul(port, &used);
-    if (used != port.size() || port_number > 65535) throw std::out_of_range("port");
-  } catch (const std::exception&) {
-    throw std::invalid_argument(
-        fmt::format("listen \"{}\": port \"{}\" is not a number from 0 to 65535", listen, port));
-  }
-  if (host.empty() || host == "localhost") host = "127.0.0.1";
-  boost::system::error_code ec;
-  const auto address = net::ip::make_address(host, ec);
-  if (ec)
-    throw std::invalid_argument(
-        fmt::format("listen \"{}\": \"{}\" is not an IP address", listen, host));
-  return {address, static_cast<unsigned short>(port_number)};
+  // One grammar for the config, the command line and here: listen_problem() checks it,
+  // so what is left is "[v6]:PORT", "v4:PORT" or "localhost:PORT".
+  if (const auto problem = listen_problem(listen))
+    throw std::invalid_argument(fmt::format("listen: {}", *problem));
+  const auto colon = listen.rfind(':');
+  std::string host = listen.substr(0, colon);
+  if (host.front() == '[') host = host.substr(1, host.size() - 2);
+  if (host == "localhost") host = "127.0.0.1";
+  return {net::ip::make_address(host),
+          static_cast<unsigned short>(std::stoul(listen.substr(colon + 1)))};
 }
 
 namespace {

@@ -1,4 +1,5 @@
 #include "somrated/config.hpp"
+#include "somrated/app.hpp"
 
 #include <unistd.h>
 
@@ -420,6 +421,19 @@ TEST_CASE("config helpers") {
     }
     CHECK(somrated::listen_problem("::1:8080")->find("brackets") != std::string::npos);
     CHECK(somrated::listen_problem(":8080")->find("no host") != std::string::npos);
+  }
+  SUBCASE("parse_listen turns what listen_problem accepts into an endpoint") {
+    const auto v4 = somrated::parse_listen("127.0.0.1:8080");
+    CHECK(v4.address().to_string() == "127.0.0.1");
+    CHECK(v4.port() == 8080);
+    CHECK(somrated::parse_listen("localhost:0").address().to_string() == "127.0.0.1");
+    const auto v6 = somrated::parse_listen("[::1]:65535");
+    CHECK(v6.address().is_v6());
+    CHECK(v6.address().to_string() == "::1");
+    CHECK(v6.port() == 65535);
+    CHECK_THROWS_WITH_AS(somrated::parse_listen("::1:8080"), doctest::Contains("brackets"),
+                         std::invalid_argument);
+    CHECK_THROWS_AS(somrated::parse_listen("127.0.0.1:123456"), std::invalid_argument);
   }
   SUBCASE("edit_distance") {
     CHECK(somrated::edit_distance("", "") == 0);

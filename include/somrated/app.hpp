@@ -12,8 +12,8 @@ namespace somrated {
 
 class logger;
 
-/// Resolves "HOST:PORT" or "[v6]:PORT" to one endpoint ("localhost" is 127.0.0.1).
-/// Throws std::invalid_argument naming what is wrong.
+/// Turns "HOST:PORT" or "[v6]:PORT" into an endpoint ("localhost" is 127.0.0.1), with
+/// listen_problem()'s grammar. Throws std::invalid_argument naming what is wrong.
 boost::asio::ip::tcp::endpoint parse_listen(const std::string& listen);
 
 /// Runs the daemon until SIGINT or SIGTERM: opens the store, starts the scheduler and
