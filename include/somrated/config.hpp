@@ -10,6 +10,8 @@
 #include <string_view>
 #include <vector>
 
+#include "somrated/alert.hpp"
+
 namespace somrated {
 
 /// A config that cannot be used; the message names the file, line, key and problem.
@@ -37,6 +39,9 @@ struct source_config {
 struct server_config {
   std::string listen = "127.0.0.1:8080";  ///< HOST:PORT; [v6]:PORT also accepted.
   std::size_t max_connections = 1024;     ///< Open HTTP connections at most.
+  std::string token;       ///< Bearer token for API writes (from `token` or `token_file`); empty = writes refused.
+  std::string token_file;  ///< Where token was read from (first line, trailing whitespace trimmed), if a file.
+  std::string external_url;  ///< How receivers link back to us; empty = "http://" + listen.
 
   /// Field by field.
   bool operator==(const server_config&) const = default;
@@ -50,11 +55,22 @@ struct storage_config {
   bool operator==(const storage_config&) const = default;
 };
 
+/// `[alerting]`.
+struct alerting_config {
+  std::chrono::milliseconds evaluate_every{std::chrono::seconds(15)};  ///< Timer evaluation period; >= 1s.
+
+  /// Field by field.
+  bool operator==(const alerting_config&) const = default;
+};
+
 /// The whole configuration.
 struct config {
   server_config server;
   storage_config storage;
   std::vector<source_config> sources;
+  alerting_config alerting;
+  std::vector<notifier_config> notifiers;  ///< `[[notifier]]`, in file order.
+  std::vector<alert_rule> alerts;          ///< `[[alert]]`, in file order.
   std::string log_level = "info";  ///< `[log] level`: error, warning, notice, info, debug.
 
   /// Field by field; parse_config(to_toml(c)) == c.

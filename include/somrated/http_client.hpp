@@ -5,14 +5,19 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 
 namespace somrated {
 
-/// One document to fetch.
+/// One document to fetch, or one request to send (notifications).
 struct fetch_request {
-  std::string url;      ///< https://, http:// or file://
+  std::string url;      ///< https://, http:// or file:// (file:// only with GET)
+  std::string method = "GET";  ///< "GET" or "POST"; a POST never follows redirects.
+  std::string body;            ///< Request body (POST).
+  std::vector<std::pair<std::string, std::string>> headers;  ///< Extra request headers, in order.
   std::string ca_file;  ///< Extra PEM trust anchors added to the system store; empty = system only.
   std::string etag;     ///< Sent as If-None-Match when not empty.
   std::string last_modified;  ///< Sent as If-Modified-Since when not empty.
@@ -31,7 +36,9 @@ struct fetch_result {
               ///< many redirects (5)", "TLS handshake: certificate verify failed").
   int status = 0;             ///< Final HTTP status; 0 when none was read.
   bool not_modified = false;  ///< 304 to a conditional request.
-  std::string body;           ///< The document (2xx only).
+  std::string body;           ///< The response body, for any status read (capped by max_body),
+                              ///< so callers can report what a refusing receiver said.
+  std::string retry_after;    ///< The Retry-After header of the response, as sent.
   std::string etag;           ///< Validators of the response, for the next request.
   std::string last_modified;
   std::string final_url;  ///< After redirects.

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "somrated/alert.hpp"
 #include "somrated/decimal.hpp"
 #include "somrated/observation.hpp"
 #include "somrated/time.hpp"
@@ -96,6 +97,21 @@ struct history_result {
   bool truncated = false;  ///< The cap cut the answer short.
 };
 
+/// One evaluator pass, written in one transaction by store::apply_alert_update.
+struct alert_update {
+  std::vector<alert_state> states;  ///< Upserted by rule name.
+  std::vector<std::string> removed;  ///< Rules whose state is deleted (rule gone).
+  /// Events to append, each with the notifiers to deliver it to (one pending delivery
+  /// each, due at once). apply_alert_update assigns alert_event::id.
+  std::vector<std::pair<alert_event, std::vector<std::string>>> events;
+};
+
+/// An event with its deliveries and each delivery's attempts (oldest first).
+struct event_record {
+  alert_event event;
+  std::vector<std::pair<delivery, std::vector<delivery_attempt>>> deliveries;
+};
+
 /// The typed database API; the only place in the project that knows SQL.
 ///
 /// One store is one SQLite connection and must be used from one thread at a time
@@ -151,6 +167,52 @@ class store {
 
   /// Currencies that have at least one stored value for source.
   std::vector<std::string> currencies(std::string_view source);
+
+  // ---- alerts ----
+
+  /// The value in force for (source, currency) at t (the last change point at or before
+  /// t), or nullopt when none was known then.
+  std::optional<decimal> value_at(std::string_view source, std::string_view currency,
+                                  timestamp t);
+
+  /// Rules created through the API: (name, JSON definition), ordered by name.
+  std::vector<std::pair<std::string, std::string>> stored_rules();
+
+  /// Inserts or replaces an API rule's definition.
+  void save_rule(std::string_view name, std::string_view definition, timestamp at);
+
+  /// Deletes an API rule; true when it existed.
+  bool delete_rule(std::string_view name);
+
+  /// Every persisted rule state, ordered by rule name.
+  std::vector<alert_state> alert_states();
+
+  /// Writes one evaluator pass in one transaction; sets each event's id.
+  void apply_alert_update(alert_update& u);
+
+  /// For each notifier, its oldest pending delivery when that one is due at now (strict
+  /// per-notifier order: a later delivery waits while an earlier one is retried), with
+  /// its event. Ordered by delivery id.
+  std::vector<std::pair<delivery, alert_event>> due_deliveries(timestamp now);
+
+  /// The earliest next_attempt_at among the oldest pending delivery of each notifier.
+  std::optional<timestamp> next_delivery_due();
+
+  /// Records one attempt and the delivery's new status: pending (a retry, due at
+  /// next_attempt_at), delivered or failed (done_at = a.at). One transaction.
+  void record_attempt(std::int64_t delivery_id, const delivery_attempt& a,
+                      delivery_status status, timestamp next_attempt_at);
+
+  /// Events in id order with deliveries and attempts: those at or after since (all when
+  /// none), of rule when not empty, at most limit (the oldest such).
+  std::vector<event_record> alert_events(std::optional<timestamp> since, std::string_view rule,
+                                         std::size_t limit);
+
+  /// The newest event of rule, with its deliveries.
+  std::optional<event_record> last_event(std::string_view rule);
+
+  /// Deliveries by status over all notifiers (for health and metrics).
+  std::vector<std::pair<delivery_status, std::int64_t>> delivery_counts();
 
   /// The schema version (PRAGMA user_version).
   int schema_version();
