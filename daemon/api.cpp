@@ -20,12 +20,20 @@ using namespace api_detail;
 /// Most query parameters a request may carry.
 constexpr std::size_t max_params = 64;
 
+/// Which store a route needs, and so where it runs.
+enum class access {
+  none,    ///< Answered on the network thread.
+  reader,  ///< A read-only store on a reader thread.
+  writer,  ///< The read-write store on the writer thread; needs the bearer token.
+};
+
 /// One endpoint of the route table.
 struct route {
-  std::string_view path;                     ///< Exact, percent-decoded path.
+  std::string_view path;  ///< Percent-decoded path; a "{name}" segment matches any one segment.
+  http::verb method;      ///< GET routes answer HEAD too.
   std::span<const std::string_view> params;  ///< Accepted query parameters besides `pretty`.
   endpoint_fn handler;                       ///< Answers a validated request.
-  bool reads_store = true;                   ///< False: answered on the network thread.
+  access needs = access::reader;             ///< Where it runs.
 };
 
 /// `GET /`: name, version and the endpoint paths.
@@ -40,15 +48,24 @@ constexpr std::string_view latest_params[] = {"source", "symbols"};
 /// Parameters of `/api/v1/history`.
 constexpr std::string_view history_params[] = {"currency", "source", "from",  "to",
                                                "step",     "agg",    "format"};
+/// Parameters of `/api/v1/alerts/events`.
+constexpr std::string_view events_params[] = {"since", "rule", "limit"};
+
+using enum http::verb;
 
 /// Every endpoint, in the order the index lists them.
 constexpr route routes[] = {
-    {"/", {}, handle_index, false},
-    {"/api/v1/latest", latest_params, handle_latest},
-    {"/api/v1/history", history_params, handle_history},
-    {"/api/v1/sources", {}, handle_sources},
-    {"/healthz", {}, handle_healthz, false},
-    {"/readyz", {}, handle_readyz},
+    {"/", get, {}, handle_index, access::none},
+    {"/api/v1/latest", get, latest_params, handle_latest},
+    {"/api/v1/history", get, history_params, handle_history},
+    {"/api/v1/sources", get, {}, handle_sources},
+    {"/api/v1/alerts", get, {}, handle_alerts},
+    {"/api/v1/alerts", post, {}, handle_create_alert, access::writer},
+    {"/api/v1/alerts/events", get, events_params, handle_alert_events},
+    {"/api/v1/alerts/{name}", delete_, {}, handle_delete_alert, access::writer},
+    {"/api/v1/alerts/{name}/test", post, {}, handle_test_alert, access::writer},
+    {"/healthz", get, {}, handle_healthz, access::none},
+    {"/readyz", get, {}, handle_readyz},
 };
 
 /// Query parameters are decoded without turning '+' into a space.
@@ -60,11 +77,49 @@ boost::urls::encoding_opts query_decoding() {
                                     /*disallow_null=*/false);
 }
 
-/// The route for a percent-decoded path, or null.
-const route* find_route(std::string_view path) {
-  auto it = std::find_if(std::begin(routes), std::end(routes),
-                         [&](const route& r) { return r.path == path; });
-  return it == std::end(routes) ? nullptr : &*it;
+/// True when path matches pattern; a "{name}" segment captures one non-empty segment.
+bool path_matches(std::string_view pattern, std::string_view path, std::string& captured) {
+  while (!pattern.empty() && !path.empty()) {
+    const auto pe = pattern.find('/', 1);
+    const auto te = path.find('/', 1);
+    const std::string_view pseg = pattern.substr(0, pe);
+    const std::string_view tseg = path.substr(0, te);
+    if (pseg == "/{name}") {
+      if (tseg.size() < 2) return false;
+      captured = tseg.substr(1);
+    } else if (pseg != tseg) {
+      return false;
+    }
+    pattern = pe == std::string_view::npos ? std::string_view() : pattern.substr(pe);
+    path = te == std::string_view::npos ? std::string_view() : path.substr(te);
+  }
+  return pattern.empty() && path.empty();
+}
+
+/// Where a request goes: its route, the captured path segment, and, when the path is
+/// known but not the method, the methods it allows.
+struct route_match {
+  const route* r = nullptr;
+  std::string name;    ///< The "{name}" segment, if any.
+  std::string allow;   ///< "GET, HEAD, POST" when the path matched but the method did not.
+};
+
+/// Finds the route for method and a percent-decoded path.
+route_match find_route(http::verb method, std::string_view path) {
+  route_match m;
+  const http::verb wanted = method == http::verb::head ? http::verb::get : method;
+  for (const route& r : routes) {
+    std::string captured;
+    if (!path_matches(r.path, path, captured)) continue;
+    if (r.method == wanted) {
+      m.r = &r;
+      m.name = std::move(captured);
+      return m;
+    }
+    m.allow += fmt::format("{}{}", m.allow.empty() ? "" : ", ", http::to_string(r.method));
+    if (r.method == http::verb::get) m.allow += ", HEAD";
+  }
+  return m;
 }
 
 /// Parses the request target: origin-form ("/path?query"), or absolute-form, which
@@ -125,7 +180,11 @@ http_response handle_index(const request_context& ctx) {
   w.key("name").value("somrated");
   w.key("version").value(somrated::version);
   w.key("endpoints").begin_array();
-  for (const route& r : routes) w.value(r.path);
+  std::string_view last;
+  for (const route& r : routes) {
+    if (r.path != last) w.value(r.path);
+    last = r.path;
+  }
   w.end_array();
   w.end_object();
   return json_response(ctx, http::status::ok, std::move(w).release());
@@ -174,8 +233,12 @@ http_response handle_readyz(const request_context& ctx) {
 
 }  // namespace
 
-api::api(std::shared_ptr<const config> cfg, const source_board& board)
-    : cfg_(std::move(cfg)), board_(board) {}
+api::api(std::shared_ptr<const config> cfg, const source_board& board, alert_engine* engine,
+         std::function<void()> alerts_changed)
+    : cfg_(std::move(cfg)),
+      board_(board),
+      engine_(engine),
+      alerts_changed_(std::move(alerts_changed)) {}
 
 http_response api::handle(const http_request& req, store& db) const {
   return *respond(req, &db);
@@ -183,6 +246,13 @@ http_response api::handle(const http_request& req, store& db) const {
 
 std::optional<http_response> api::handle_without_store(const http_request& req) const {
   return respond(req, nullptr);
+}
+
+bool api::needs_writer(const http_request& req) const {
+  auto url = parse_target(req.target());
+  if (!url) return false;
+  const route_match m = find_route(req.method(), url->path());
+  return m.r && m.r->needs == access::writer;
 }
 
 std::optional<http_response> api::respond(const http_request& req, store* db) const {
@@ -196,25 +266,32 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
     }
     pretty = wants_pretty(*url);
     const std::string path = url->path();
-    const route* r = find_route(path);
-    if (!r) {
+    const route_match m = find_route(req.method(), path);
+    if (!m.r && m.allow.empty()) {
       throw api_error(http::status::not_found, "not_found",
                       fmt::format("no endpoint at {}; GET / lists them", quote(path)));
     }
-    if (req.method() != http::verb::get && req.method() != http::verb::head) {
+    if (!m.r) {
       auto res = error_response(
           req.version(), http::status::method_not_allowed, "method_not_allowed",
-          fmt::format("{} is not allowed on {}; use GET or HEAD", req.method_string(), r->path),
+          fmt::format("{} is not allowed on {}; use {}", req.method_string(), path, m.allow),
           pretty);
-      res.set(http::field::allow, "GET, HEAD");
+      res.set(http::field::allow, m.allow);
       return res;
     }
-    if (r->reads_store && !db) return std::nullopt;
-    const query_params params = collect_params(*url, *r);
-    const request_context ctx{req, db, *cfg_, board_, params, pretty, now()};
-    return r->handler(ctx);
+    const route& r = *m.r;
+    // Writes are authorised before they queue for the writer thread.
+    if (r.needs == access::writer) check_bearer(req, cfg_->server.token);
+    if (r.needs != access::none && !db) return std::nullopt;
+    const query_params params = collect_params(*url, r);
+    const request_context ctx{req,    db,       *cfg_,  board_, params, pretty, now(),
+                              m.name, engine_, &alerts_changed_};
+    return r.handler(ctx);
   } catch (const api_error& e) {
-    return error_response(req.version(), e.status(), e.code(), e.what(), pretty);
+    auto res = error_response(req.version(), e.status(), e.code(), e.what(), pretty);
+    if (e.status() == http::status::unauthorized)
+      res.set(http::field::www_authenticate, "Bearer realm=\"somrated\"");
+    return res;
   } catch (const store_error& e) {
     return error_response(req.version(), http::status::service_unavailable, "database_unavailable",
                           fmt::format("database error: {}", e.what()), pretty);

@@ -3,6 +3,7 @@
 // Shared between the API's endpoint files; not part of the public interface.
 
 #include <exception>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -16,6 +17,7 @@
 
 namespace somrated {
 
+class alert_engine;
 class store;
 class source_board;
 
@@ -54,6 +56,9 @@ struct request_context {
   const query_params& params;  ///< The validated query.
   bool pretty = false;         ///< Indent JSON output (`?pretty`).
   timestamp now;               ///< The request's notion of the current time.
+  std::string_view path_name;  ///< The "{name}" segment of the path, if the route has one.
+  alert_engine* engine = nullptr;  ///< Alert writes (writer thread only); may be null.
+  const std::function<void()>* alerts_changed = nullptr;  ///< Wakes the dispatcher.
 
   /// The value of param, if given.
   std::optional<std::string_view> param(std::string_view name) const;
@@ -68,6 +73,22 @@ http_response handle_latest(const request_context& ctx);
 http_response handle_history(const request_context& ctx);
 /// `GET /api/v1/sources`.
 http_response handle_sources(const request_context& ctx);
+
+/// `GET /api/v1/alerts`.
+http_response handle_alerts(const request_context& ctx);
+/// `POST /api/v1/alerts`.
+http_response handle_create_alert(const request_context& ctx);
+/// `GET /api/v1/alerts/events`.
+http_response handle_alert_events(const request_context& ctx);
+/// `DELETE /api/v1/alerts/{name}`.
+http_response handle_delete_alert(const request_context& ctx);
+/// `POST /api/v1/alerts/{name}/test`.
+http_response handle_test_alert(const request_context& ctx);
+
+/// Throws 403 writes_disabled when no token is configured, 401 unauthorized when the
+/// request's `Authorization: Bearer` token is missing or differs (compared in constant
+/// time).
+void check_bearer(const http_request& req, std::string_view token);
 
 /// A response with body and content_type, marked as not cacheable.
 http_response make_response(unsigned version, http::status status, std::string_view content_type,

@@ -11,9 +11,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
+#include "somrated/alert_engine.hpp"
 #include "somrated/api.hpp"
 #include "somrated/db_worker.hpp"
+#include "somrated/dispatcher.hpp"
 #include "somrated/extract.hpp"
 #include "somrated/http_client.hpp"
 #include "somrated/http_server.hpp"
@@ -58,11 +61,13 @@ class daemon_parts {
   daemon_parts(const config& cfg, logger& log, const tcp::endpoint& endpoint)
       : cfg_(std::make_shared<const config>(cfg)),
         log_(log),
+        engine_(cfg_, log),
         writer_(cfg.storage.path, store::mode::read_write, log),
         readers_(cfg.storage.path, reader_threads, max_queued_reads, log),
-        routes_(cfg_, board_),
+        routes_(cfg_, board_, &engine_, [this] { dispatcher_.kick(); }),
         server_(ioc_, endpoint, limits(cfg), make_handler(), api::transport_error, log),
-        scraper_(ioc_, cfg.sources, writer_, board_, log) {}
+        dispatcher_(ioc_, cfg_, writer_, engine_, log),
+        scraper_(ioc_, cfg.sources, writer_, board_, log, [this](store& db) { evaluate(db); }) {}
 
   ~daemon_parts() { stop_workers(); }
   daemon_parts(const daemon_parts&) = delete;
@@ -72,6 +77,8 @@ class daemon_parts {
   int run() {
     server_.start();
     scraper_.start();
+    dispatcher_.start();
+    evaluate_periodically();
     const auto bound = server_.local_endpoint();
     log_.log(log_level::notice, "somrated {} listening on http://{}:{} (database {}, {} sources)",
              version, bound.address().to_string(), bound.port(), cfg_->storage.path,
@@ -102,12 +109,28 @@ class daemon_parts {
     return l;
   }
 
+  /// Judges the alert rules on the writer thread and wakes the dispatcher for new events.
+  void evaluate(store& db) {
+    if (engine_.evaluate(db, now()) > 0) dispatcher_.kick();
+  }
+
+  /// Evaluates now and then every [alerting] evaluate_every, for `for`, `stale` and
+  /// `repeat`, which depend on time passing rather than on a new rate.
+  void evaluate_periodically() {
+    writer_.post([this](store& db) { evaluate(db); });
+    alert_timer_.expires_after(cfg_->alerting.evaluate_every);
+    alert_timer_.async_wait([this](boost::system::error_code ec) {
+      if (!ec) evaluate_periodically();
+    });
+  }
+
   /// Requests that need no database are answered on the network thread; the rest go to
   /// a reader, or get 503 when too many are already waiting.
   request_handler make_handler() {
     return [this](http_request req, std::function<void(http_response)> done) {
       if (auto quick = routes_.handle_without_store(req)) return done(std::move(*quick));
       const unsigned version = req.version();
+      const bool writes = routes_.needs_writer(req);
       auto job = [this, req = std::move(req), done](store& db) {
         http_response res;
         try {
@@ -118,6 +141,8 @@ class daemon_parts {
         }
         done(std::move(res));
       };
+      // Alert writes are few and authenticated; they queue behind scrapes on the writer.
+      if (writes) return writer_.post(std::move(job));
       if (!readers_.try_post(std::move(job))) {
         done(api::error(version, http::status::service_unavailable, "busy",
                         "too many requests are waiting for the database; try again shortly"));
@@ -142,6 +167,8 @@ class daemon_parts {
     log_.log(log_level::notice, "{} received: shutting down",
              signo == SIGINT ? "SIGINT" : "SIGTERM");
     scraper_.stop();
+    dispatcher_.stop();
+    alert_timer_.cancel();
     hup_.cancel();
     server_.stop(5s, [this] {
       log_.log(log_level::info, "HTTP server stopped");
@@ -159,11 +186,14 @@ class daemon_parts {
   logger& log_;                        ///< Everyone's log.
   net::io_context ioc_{1};             ///< The network thread's loop.
   source_board board_;                 ///< Next scrape times, scheduler to API.
+  alert_engine engine_;                ///< Alert rules; used on the writer thread only.
   db_worker writer_;                   ///< The read-write store; scrapes are stored here.
   reader_pool readers_;                ///< Read-only stores for the API.
   api routes_;                         ///< Request -> response.
   http_server server_;                 ///< The listener and sessions.
+  dispatcher dispatcher_;              ///< Delivers the notification outbox.
   scheduler scraper_;                  ///< Timers, fetches, backoff.
+  net::steady_timer alert_timer_{ioc_};  ///< Periodic alert evaluation.
   net::signal_set stop_signals_{ioc_, SIGINT, SIGTERM};  ///< Shutdown requests.
   net::signal_set hup_{ioc_, SIGHUP};                    ///< Reload requests.
 };

@@ -43,11 +43,12 @@ std::chrono::milliseconds retry_delay(std::chrono::milliseconds interval, int fa
 }
 
 scheduler::scheduler(net::io_context& ioc, std::vector<source_config> sources, db_worker& writer,
-                     source_board& board, logger& log)
+                     source_board& board, logger& log, after_scrape_fn after_scrape)
     : ioc_(ioc),
       writer_(writer),
       board_(board),
       log_(log),
+      after_scrape_(std::move(after_scrape)),
       client_(ioc.get_executor()),
       rng_(std::random_device{}()) {
   for (auto& c : sources) sources_.push_back(std::make_unique<source_state>(ioc, std::move(c)));
@@ -203,6 +204,13 @@ void scheduler::on_fetched(source_state& s, fetch_result r, timestamp started,
                  "{}: implausible jump held until the next scrape confirms it: {}", in->name, held);
       log_.log(log_level::info, "{}: scrape ok ({} rates, {} ms{})", in->name, o.quotes.size(),
                rec.duration.count(), in->fetched.not_modified ? ", not modified" : "");
+    }
+    if (after_scrape_) {
+      try {
+        after_scrape_(db);
+      } catch (const std::exception& ex) {
+        log_.log(log_level::error, "{}: after the scrape: {}", in->name, ex.what());
+      }
     }
     const bool success = o.error.empty();
     net::post(ioc_,

@@ -693,7 +693,10 @@ TEST_CASE("api health, readiness and index") {
     std::vector<std::string> paths;
     for (const auto& p : v.at("endpoints").as_array()) paths.emplace_back(p.as_string());
     CHECK(paths == std::vector<std::string>{"/", "/api/v1/latest", "/api/v1/history",
-                                            "/api/v1/sources", "/healthz", "/readyz"});
+                                            "/api/v1/sources", "/api/v1/alerts",
+                                            "/api/v1/alerts/events", "/api/v1/alerts/{name}",
+                                            "/api/v1/alerts/{name}/test", "/healthz",
+                                            "/readyz"});
   }
 }
 

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string_view>
@@ -9,6 +10,7 @@
 
 namespace somrated {
 
+class alert_engine;
 class store;
 class source_board;
 
@@ -17,8 +19,11 @@ class source_board;
 /// without I/O. Runs on a database reader thread.
 class api {
  public:
-  /// Serves cfg's sources; board tells when each is scraped next.
-  api(std::shared_ptr<const config> cfg, const source_board& board);
+  /// Serves cfg's sources; board tells when each is scraped next. Alert writes go to
+  /// engine (null: alert writes answer 503), then alerts_changed runs (it wakes the
+  /// notification dispatcher).
+  api(std::shared_ptr<const config> cfg, const source_board& board,
+      alert_engine* engine = nullptr, std::function<void()> alerts_changed = {});
 
   /// Answers one request using db for reads.
   http_response handle(const http_request& req, store& db) const;
@@ -27,6 +32,11 @@ class api {
   /// so it can be answered on the network thread however busy the readers are; nullopt
   /// when the request must go to handle() on a reader thread.
   std::optional<http_response> handle_without_store(const http_request& req) const;
+
+  /// True when the request goes to a route that writes (creating or deleting an alert
+  /// rule, a test notification): handle() must then be called on the writer thread with
+  /// the read-write store.
+  bool needs_writer(const http_request& req) const;
 
   /// A JSON error response {"error":{"code":…,"message":…}} for status.
   static http_response error(unsigned http_version, http::status status, std::string_view code,
@@ -42,6 +52,8 @@ class api {
 
   std::shared_ptr<const config> cfg_;  ///< Sources, in configured order.
   const source_board& board_;          ///< The scheduler's next-scrape times.
+  alert_engine* engine_;               ///< Alert writes; used on the writer thread only.
+  std::function<void()> alerts_changed_;  ///< Called after an alert write queued events.
 };
 
 }  // namespace somrated

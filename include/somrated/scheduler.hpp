@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <random>
 #include <string>
@@ -36,9 +37,13 @@ std::chrono::milliseconds retry_delay(std::chrono::milliseconds interval, int fa
 /// 304 confirms the values read last time.
 class scheduler {
  public:
-  /// Scrapes sources, storing through writer; board and log are shared with the API.
+  /// Runs on the writer thread after each scrape has been stored (or has failed).
+  using after_scrape_fn = std::function<void(store&)>;
+
+  /// Scrapes sources, storing through writer; board and log are shared with the API;
+  /// after_scrape (may be empty) runs on the writer thread after every scrape.
   scheduler(boost::asio::io_context& ioc, std::vector<source_config> sources, db_worker& writer,
-            source_board& board, logger& log);
+            source_board& board, logger& log, after_scrape_fn after_scrape = {});
   ~scheduler();
   scheduler(const scheduler&) = delete;
   scheduler& operator=(const scheduler&) = delete;
@@ -62,6 +67,7 @@ class scheduler {
   db_worker& writer_;
   source_board& board_;
   logger& log_;
+  after_scrape_fn after_scrape_;
   http_client client_;
   std::vector<std::unique_ptr<source_state>> sources_;
   std::mt19937 rng_;
