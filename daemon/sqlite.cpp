@@ -69,6 +69,10 @@ std::int64_t connection::last_insert_rowid() const noexcept {
   return sqlite3_last_insert_rowid(db_.get());
 }
 
+std::int64_t connection::changes() const noexcept {
+  return sqlite3_changes64(db_.get());
+}
+
 bool connection::autocommit() const noexcept {
   return sqlite3_get_autocommit(db_.get()) != 0;
 }

@@ -11,12 +11,18 @@
 
 #include "somrated/migrations.hpp"
 #include "somrated/sqlite.hpp"
+#include "store_impl.hpp"
 
 namespace somrated {
 
 namespace {
 
 using sqlite::statement;
+using store_detail::change_row;
+using store_detail::from_ms;
+using store_detail::hold_row;
+using store_detail::stored_decimal;
+using store_detail::to_ms;
 
 /// How long a statement waits for another connection's lock.
 constexpr std::chrono::milliseconds busy_timeout{5000};
@@ -24,16 +30,6 @@ constexpr std::chrono::milliseconds busy_timeout{5000};
 /// The schema version this binary brings: the last embedded migration's.
 constexpr int known_version =
     std::size(migrations::all) == 0 ? 0 : std::end(migrations::all)[-1].version;
-
-/// Unix milliseconds, the time column format.
-std::int64_t to_ms(timestamp t) noexcept {
-  return t.time_since_epoch().count();
-}
-
-/// The inverse of to_ms.
-timestamp from_ms(std::int64_t ms) noexcept {
-  return timestamp{std::chrono::milliseconds{ms}};
-}
 
 /// A date as stored: "2025-06-10".
 std::string date_text(std::chrono::sys_days d) {
@@ -57,13 +53,6 @@ std::optional<std::chrono::sys_days> parse_date_text(std::string_view s) {
                                         std::chrono::day{d}};
   if (!ymd.ok()) return std::nullopt;
   return std::chrono::sys_days{ymd};
-}
-
-/// A rate read back from the database; a text that does not parse means corruption.
-decimal stored_decimal(const std::string& text) {
-  auto d = decimal::parse(text);
-  if (!d) throw store_error(fmt::format("corrupt rate '{}' in database", text));
-  return *std::move(d);
 }
 
 /// Reads PRAGMA user_version.
@@ -141,163 +130,9 @@ sqlite::connection open_database(const std::string& path, store::mode m) {
   return db;
 }
 
-/// A change point as read back.
-struct change_row {
-  std::int64_t since = 0;
-  std::string rate;
-  double rate_num = 0;  ///< Only for ordering (OHLC high and low).
-};
-
-/// A held value as read back.
-struct hold_row {
-  std::string rate;
-  std::int64_t first_seen = 0;
-  std::optional<std::string> effective_date;
-};
-
 }  // namespace
 
-/// The connection and every statement the store runs, prepared once at open.
-///
-/// Declaration order matters: statements are destroyed before the connection.
-struct store::impl {
-  /// Opens the database and prepares the statements.
-  impl(const std::string& path, mode m) : db(open_database(path, m)) {}
-
-  /// Id of source, if it has been seen.
-  std::optional<std::int64_t> find_source(std::string_view name);
-  /// Id of source, creating its row; call inside a write transaction.
-  std::int64_t source_for_write(std::string_view name);
-  /// The newest change point of (source, currency), if any.
-  std::optional<change_row> newest(std::int64_t source_id, std::string_view currency);
-  /// The change point in force at ms (the last with since <= ms), if any.
-  std::optional<change_row> value_at(std::int64_t source_id, std::string_view currency,
-                                     std::int64_t ms);
-  /// The oldest change point with first <= since <= last, if any.
-  std::optional<change_row> first_change_in(std::int64_t source_id, std::string_view currency,
-                                            std::int64_t first, std::int64_t last);
-  /// Widens high and low by the change points with first <= since <= last.
-  void widen(std::int64_t source_id, std::string_view currency, std::int64_t first,
-             std::int64_t last, change_row& high, change_row& low);
-  /// The time of the oldest change point, if any.
-  std::optional<std::int64_t> first_since(std::int64_t source_id, std::string_view currency);
-  /// The held value of (source, currency), if any.
-  std::optional<hold_row> find_hold(std::int64_t source_id, std::string_view currency);
-  /// Forgets the hold of (source, currency).
-  void drop_hold(std::int64_t source_id, std::string_view currency);
-  /// Inserts a change point.
-  void insert_change(std::int64_t source_id, std::string_view currency, std::int64_t since,
-                     const decimal& rate, std::int64_t observed_at,
-                     const std::optional<std::string>& effective_date);
-  /// Applies one quote of record(); see there.
-  record_result record_one(std::int64_t source_id, const rate_quote& q, std::int64_t at,
-                           const std::optional<std::string>& effective_date, double max_jump);
-  /// The currencies of source, ascending, by a loose index scan over the primary key.
-  std::vector<std::string> currency_list(std::int64_t source_id);
-  /// history() without step.
-  void raw_history(std::int64_t source_id, const history_query& q, history_result& r);
-  /// history() with step, last value per bucket.
-  void sampled_history(std::int64_t source_id, const history_query& q, history_result& r);
-  /// history() with step and ohlc.
-  void ohlc_history(std::int64_t source_id, const history_query& q, history_result& r);
-
-  /// The one connection; declared first so every statement is finalized before it closes.
-  sqlite::connection db;
-
-  /// The schema version.
-  statement user_version{db, "PRAGMA user_version"};
-  /// SQLite's consistency check.
-  statement integrity{db, "PRAGMA integrity_check"};
-  /// The liveness probe.
-  statement select_one{db, "SELECT 1"};
-
-  /// A source's id by name.
-  statement source_by_name{db, "SELECT id FROM source WHERE name = ?1"};
-  /// Creates a source.
-  statement insert_source{db, "INSERT INTO source (name) VALUES (?1)"};
-
-  // Every rate_change read below is a seek or a range scan on the primary key
-  // (source_id, currency, since); none sorts.
-  /// The value in force now, with its metadata.
-  statement newest_change{db,
-                          "SELECT since, rate, observed_at, effective_date FROM rate_change "
-                          "WHERE source_id = ?1 AND currency = ?2 ORDER BY since DESC LIMIT 1"};
-  /// The value in force at ?3.
-  statement change_at{db,
-                      "SELECT since, rate, rate_num FROM rate_change "
-                      "WHERE source_id = ?1 AND currency = ?2 AND since <= ?3 "
-                      "ORDER BY since DESC LIMIT 1"};
-  /// The first change point's time.
-  statement oldest_change{db,
-                          "SELECT since FROM rate_change WHERE source_id = ?1 AND currency = ?2 "
-                          "ORDER BY since LIMIT 1"};
-  /// Change points in (?3, ?4], ascending, at most ?5 (-1: all).
-  statement changes_between{db,
-                            "SELECT since, rate, rate_num FROM rate_change "
-                            "WHERE source_id = ?1 AND currency = ?2 AND since > ?3 AND since <= ?4 "
-                            "ORDER BY since LIMIT ?5"};
-  /// The values of the change points in [?3, ?4], for OHLC high and low: one pass over
-  /// the bucket's rows (the text is read only for a new extreme).
-  statement range_values{db,
-                         "SELECT rate_num, rate FROM rate_change "
-                         "WHERE source_id = ?1 AND currency = ?2 AND since >= ?3 AND since <= ?4"};
-  /// The alphabetically first currency of a source.
-  statement first_currency{db,
-                           "SELECT currency FROM rate_change WHERE source_id = ?1 "
-                           "ORDER BY currency LIMIT 1"};
-  /// The currency after ?2.
-  statement next_currency{db,
-                          "SELECT currency FROM rate_change WHERE source_id = ?1 AND currency > ?2 "
-                          "ORDER BY currency LIMIT 1"};
-  /// Adds a change point.
-  statement insert_change_stmt{db,
-                               "INSERT INTO rate_change (source_id, currency, since, rate, "
-                               "rate_num, observed_at, effective_date) "
-                               "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"};
-  /// Moves observed_at (never backwards) and the effective date.
-  statement confirm_change{db,
-                           "UPDATE rate_change SET observed_at = ?4, "
-                           "effective_date = coalesce(?5, effective_date) "
-                           "WHERE source_id = ?1 AND currency = ?2 AND since = ?3 "
-                           "AND observed_at <= ?4"};
-
-  /// The hold of one currency.
-  statement hold_by_currency{db,
-                             "SELECT rate, first_seen, effective_date FROM rate_hold "
-                             "WHERE source_id = ?1 AND currency = ?2"};
-  /// Every hold of a source.
-  statement holds_of_source{db,
-                            "SELECT currency, rate, first_seen, effective_date FROM rate_hold "
-                            "WHERE source_id = ?1 ORDER BY currency"};
-  /// Creates or replaces the hold of one currency.
-  statement upsert_hold{
-      db,
-      "INSERT INTO rate_hold (source_id, currency, rate, first_seen, "
-      "effective_date) VALUES (?1, ?2, ?3, ?4, ?5) "
-      "ON CONFLICT (source_id, currency) DO UPDATE SET rate = excluded.rate, "
-      "first_seen = excluded.first_seen, effective_date = excluded.effective_date"};
-  /// Drops the hold of one currency.
-  statement delete_hold{db, "DELETE FROM rate_hold WHERE source_id = ?1 AND currency = ?2"};
-
-  /// Appends to the scrape log.
-  statement insert_scrape{db,
-                          "INSERT INTO scrape_log (source_id, started_at, duration_ms, "
-                          "http_status, outcome, error) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"};
-  // The WHERE terms repeat the partial indexes' conditions so the planner uses them.
-  /// Time of the newest successful scrape.
-  statement last_success{db,
-                         "SELECT max(started_at) FROM scrape_log "
-                         "WHERE source_id = ?1 AND outcome <> 'error'"};
-  /// Time and text of the newest failed scrape.
-  statement last_failure{db,
-                         "SELECT started_at, error FROM scrape_log "
-                         "WHERE source_id = ?1 AND outcome = 'error' "
-                         "ORDER BY started_at DESC LIMIT 1"};
-  /// Failed scrapes after ?2.
-  statement failures_after{db,
-                           "SELECT count(*) FROM scrape_log "
-                           "WHERE source_id = ?1 AND outcome = 'error' AND started_at > ?2"};
-};
+store::impl::impl(const std::string& path, mode m) : db(open_database(path, m)) {}
 
 std::optional<std::int64_t> store::impl::find_source(std::string_view name) {
   sqlite::reset_guard g(source_by_name);

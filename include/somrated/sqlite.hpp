@@ -72,6 +72,9 @@ class connection {
   /// Rowid of the last successful INSERT on this connection.
   std::int64_t last_insert_rowid() const noexcept;
 
+  /// Rows changed by the last completed INSERT, UPDATE or DELETE on this connection.
+  std::int64_t changes() const noexcept;
+
   /// True outside an explicit transaction.
   bool autocommit() const noexcept;
 
