@@ -1,6 +1,7 @@
 #include "somrated/config.hpp"
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -16,6 +17,8 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/url/parse.hpp>
 
+#include "alert_rule_parts.hpp"
+#include "somrated/alert_rule.hpp"
 #include "somrated/log.hpp"
 #include "somrated/time.hpp"
 
@@ -25,8 +28,17 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr std::string_view top_level_keys[] = {"server", "storage", "log", "source"};
-constexpr std::string_view server_keys[] = {"listen", "max_connections"};
+constexpr std::string_view top_level_keys[] = {"server",   "storage",  "log",  "source",
+                                               "alerting", "notifier", "alert"};
+constexpr std::string_view server_keys[] = {"listen", "max_connections", "token", "token_file",
+                                            "external_url"};
+constexpr std::string_view alerting_keys[] = {"evaluate_every"};
+constexpr std::string_view notifier_keys[] = {"name",           "kind",     "url",
+                                              "headers",        "timeout",  "give_up",
+                                              "language",       "template", "resolved_template",
+                                              "ca_file",        "chat_id",  "bot_token",
+                                              "bot_token_file", "priority", "tags",
+                                              "resend",         "command"};
 constexpr std::string_view storage_keys[] = {"path"};
 constexpr std::string_view log_keys[] = {"level"};
 constexpr std::string_view source_keys[] = {"name",    "kind",     "url",     "interval",
@@ -55,6 +67,32 @@ constexpr std::chrono::milliseconds min_interval = 1s;
 constexpr std::size_t kib = 1024;
 constexpr std::size_t mib = 1024 * kib;
 constexpr std::size_t max_body_limit = 1024 * mib;
+
+/// The shortest API token accepted. A token guards every write over the network, where it
+/// can be guessed at leisure; 16 random characters (e.g. `openssl rand -hex 16` gives 32)
+/// put guessing out of reach, while "s3cret" falls to a dictionary in seconds.
+constexpr std::size_t min_token_length = 16;
+/// The longest first line read from a token_file or bot_token_file.
+constexpr std::size_t max_secret_length = 4096;
+constexpr std::chrono::milliseconds min_evaluate_every = 1s;
+constexpr std::chrono::milliseconds min_resend = 1s;
+
+/// Notifier kinds in the order of notifier_kind.
+constexpr notifier_kind notifier_kinds[] = {notifier_kind::webhook, notifier_kind::alertmanager,
+                                            notifier_kind::slack,   notifier_kind::telegram,
+                                            notifier_kind::ntfy,    notifier_kind::exec};
+/// Their names, for suggestions.
+constexpr std::string_view notifier_kind_names[] = {"webhook",  "alertmanager", "slack",
+                                                    "telegram", "ntfy",         "exec"};
+/// The languages with built-in templates.
+constexpr std::string_view languages[] = {"en", "ru", "ky"};
+/// ntfy priorities by name; "1" to "5" are accepted too.
+constexpr std::string_view ntfy_priorities[] = {"min", "low", "default", "high", "max", "urgent"};
+/// Headers the HTTP client or the notifier itself owns; a notifier cannot set them.
+constexpr std::string_view reserved_headers[] = {"host", "content-length", "transfer-encoding",
+                                                 "connection", "x-somrated-event-id"};
+/// Where a telegram notifier sends when it has no url.
+constexpr std::string_view telegram_api = "https://api.telegram.org";
 
 /// A TOML basic string for s: quotes, backslashes and control characters escaped, so
 /// the result is always one line and reads back as s.
@@ -160,6 +198,119 @@ std::optional<std::string> url_problem(std::string_view url) {
   }
 }
 
+/// What is wrong with a receiver or external URL, or nullopt when it is usable: http or
+/// https with a host. example shows a good one.
+std::optional<std::string> http_url_problem(std::string_view url, std::string_view example) {
+  const auto parsed = boost::urls::parse_uri(url);
+  if (!parsed) return fmt::format("{} is not a URL (e.g. {})", toml_quote(url), example);
+  if (parsed->scheme_id() != boost::urls::scheme::http &&
+      parsed->scheme_id() != boost::urls::scheme::https) {
+    return fmt::format("{}: the scheme must be http or https", toml_quote(url));
+  }
+  if (!parsed->has_authority() || parsed->host().empty()) {
+    return fmt::format("{} has no host", toml_quote(url));
+  }
+  return std::nullopt;
+}
+
+/// True when key may appear in a [[notifier]] of kind k.
+bool notifier_key_applies(std::string_view key, notifier_kind k) {
+  if (key == "url" || key == "headers" || key == "ca_file") return k != notifier_kind::exec;
+  if (key == "chat_id" || key == "bot_token" || key == "bot_token_file") {
+    return k == notifier_kind::telegram;
+  }
+  if (key == "priority" || key == "tags") return k == notifier_kind::ntfy;
+  if (key == "resend") return k == notifier_kind::alertmanager;
+  if (key == "command") return k == notifier_kind::exec;
+  return true;
+}
+
+/// The kinds a kind-specific notifier key belongs to, as a phrase.
+std::string_view notifier_key_kinds(std::string_view key) {
+  if (key == "url" || key == "headers" || key == "ca_file") {
+    return "webhook, alertmanager, slack, telegram and ntfy";
+  }
+  if (key == "chat_id" || key == "bot_token" || key == "bot_token_file") return "telegram";
+  if (key == "priority" || key == "tags") return "ntfy";
+  if (key == "resend") return "alertmanager";
+  return "exec";
+}
+
+/// What is wrong with an API token, or nullopt; never repeats the token itself.
+std::optional<std::string> token_problem(std::string_view token) {
+  if (!std::all_of(token.begin(), token.end(), [](char c) { return c > ' ' && c < 0x7f; })) {
+    return "must be visible ASCII characters without spaces, as sent in an Authorization header";
+  }
+  if (token.size() < min_token_length) {
+    return fmt::format(
+        "is {} characters long; use at least {}, since a short token can be guessed (e.g. "
+        "the output of `openssl rand -hex 16`)",
+        token.size(), min_token_length);
+  }
+  return std::nullopt;
+}
+
+/// True for a Telegram bot token: digits, ':', then letters, digits, '_' or '-'. It goes
+/// into the request path, so nothing else is allowed.
+bool valid_bot_token(std::string_view token) {
+  const auto colon = token.find(':');
+  if (colon == 0 || colon == std::string_view::npos || colon + 1 == token.size()) return false;
+  const auto id = token.substr(0, colon);
+  const auto secret = token.substr(colon + 1);
+  return std::all_of(id.begin(), id.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
+         std::all_of(secret.begin(), secret.end(), [](char c) {
+           return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '-';
+         });
+}
+
+/// True for a Telegram chat id: an integer ("-100123") or "@channelname".
+bool valid_chat_id(std::string_view id) {
+  const auto all = [](std::string_view s, auto pred) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), pred);
+  };
+  if (id.starts_with('@')) {
+    return all(id.substr(1), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+    });
+  }
+  if (id.starts_with('-')) id.remove_prefix(1);
+  return id.size() <= 20 && all(id, [](char c) { return c >= '0' && c <= '9'; });
+}
+
+/// True for an HTTP field name (RFC 9110 token).
+bool valid_header_name(std::string_view name) {
+  constexpr std::string_view specials = "!#$%&'*+-.^_`|~";
+  return !name.empty() && std::all_of(name.begin(), name.end(), [&](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           specials.find(c) != std::string_view::npos;
+  });
+}
+
+/// True when text holds a control character other than tab (CR and LF would split a
+/// header in two).
+bool has_control(std::string_view text) {
+  return std::any_of(text.begin(), text.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u < 0x20 && c != '\t') || u == 0x7f;
+  });
+}
+
+/// name in lower case, for case-insensitive header comparison.
+std::string lower(std::string_view name) {
+  std::string out(name);
+  for (auto& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+/// True when a comes before b in the file.
+bool earlier(const toml::source_region& a, const toml::source_region& b) {
+  return a.begin.line != b.begin.line ? a.begin.line < b.begin.line
+                                      : a.begin.column < b.begin.column;
+}
+
 /// Closes a FILE*.
 struct file_closer {
   void operator()(std::FILE* f) const noexcept { std::fclose(f); }
@@ -180,7 +331,9 @@ std::optional<std::string> unreadable(const std::string& path) {
 /// How a name is shown in a hint: "interval" for keys, [server] or [[source]] for tables.
 std::string show_name(std::string_view name, bool table) {
   if (!table) return fmt::format("\"{}\"", name);
-  if (name == "source") return "[[source]]";
+  if (name == "source" || name == "notifier" || name == "alert") {
+    return fmt::format("[[{}]]", name);
+  }
   return fmt::format("[{}]", name);
 }
 
@@ -227,6 +380,10 @@ class config_reader {
     if (const auto* n = root.get("storage")) read_storage(*n, c.storage);
     if (const auto* n = root.get("log")) read_log(*n, c);
     if (const auto* n = root.get("source")) c.sources = read_sources(*n);
+    if (const auto* n = root.get("alerting")) read_alerting(*n, c.alerting);
+    // Rules refer to sources and notifiers, so those come first.
+    if (const auto* n = root.get("notifier")) c.notifiers = read_notifiers(*n);
+    if (const auto* n = root.get("alert")) c.alerts = read_alerts(*n, c);
     return c;
   }
 
@@ -299,6 +456,97 @@ class config_reader {
              fmt::format("{} is out of range (1 to {})", value, max_connections_limit));
       }
       out.max_connections = static_cast<std::size_t>(value);
+    }
+    read_token(t, out);
+    if (const auto* v = t.get("external_url")) {
+      out.external_url = string(*v, "server.external_url", "\"http://rates.example:8080\"");
+      if (!out.external_url.empty()) {
+        if (const auto problem =
+                http_url_problem(out.external_url, "\"http://rates.example:8080\"")) {
+          fail(v->source(), "server.external_url", *problem);
+        }
+        const auto parsed = boost::urls::parse_uri(out.external_url);
+        if (parsed->has_query() || parsed->has_fragment()) {
+          fail(v->source(), "server.external_url",
+               fmt::format("{}: links are built by appending paths, so it cannot have a query "
+                           "or fragment",
+                           toml_quote(out.external_url)));
+        }
+      }
+    }
+  }
+
+  /// `token` or `token_file` of `[server]`; an empty token leaves API writes disabled.
+  void read_token(const toml::table& t, server_config& out) const {
+    const auto* inline_token = t.get("token");
+    const auto* file = t.get("token_file");
+    if (inline_token != nullptr && file != nullptr) {
+      const bool file_later = earlier(inline_token->source(), file->source());
+      fail((file_later ? file : inline_token)->source(),
+           file_later ? "server.token_file" : "server.token", "give token or token_file, not both");
+    }
+    if (inline_token != nullptr) {
+      out.token = string(*inline_token, "server.token", "\"<at least 16 characters>\"");
+      if (!out.token.empty()) {
+        if (const auto problem = token_problem(out.token)) {
+          fail(inline_token->source(), "server.token", fmt::format("the token {}", *problem));
+        }
+      }
+    }
+    if (file != nullptr) {
+      out.token_file = string(*file, "server.token_file", "\"/etc/somrated/token\"");
+      out.token = secret_file(*file, "server.token_file", out.token_file);
+      if (const auto problem = token_problem(out.token)) {
+        fail(file->source(), "server.token_file",
+             fmt::format("the token in {} {}", toml_quote(out.token_file), *problem));
+      }
+    }
+  }
+
+  /// The first line of file, trailing whitespace trimmed: a token kept out of the config.
+  std::string secret_file(const toml::node& n, std::string_view path,
+                          const std::string& file) const {
+    if (file.empty()) fail(n.source(), path, "must name a file, like \"/etc/somrated/token\"");
+    if (const auto why = unreadable(file)) {
+      fail(n.source(), path, fmt::format("cannot read {}: {}", toml_quote(file), *why));
+    }
+    const file_ptr f{std::fopen(file.c_str(), "rb")};
+    if (!f) {
+      fail(n.source(), path,
+           fmt::format("cannot read {}: {}", toml_quote(file), std::strerror(errno)));
+    }
+    std::string line;
+    for (int ch; (ch = std::fgetc(f.get())) != EOF && ch != '\n';) {
+      if (line.size() == max_secret_length) {
+        fail(n.source(), path,
+             fmt::format("the first line of {} is longer than {} bytes", toml_quote(file),
+                         max_secret_length));
+      }
+      line.push_back(static_cast<char>(ch));
+    }
+    if (std::ferror(f.get())) {
+      fail(n.source(), path,
+           fmt::format("cannot read {}: {}", toml_quote(file), std::strerror(errno)));
+    }
+    while (!line.empty() && std::string_view(" \t\r\v\f").find(line.back()) != std::string::npos) {
+      line.pop_back();
+    }
+    if (line.empty()) {
+      fail(n.source(), path, fmt::format("the first line of {} is empty", toml_quote(file)));
+    }
+    return line;
+  }
+
+  /// `[alerting]`.
+  void read_alerting(const toml::node& n, alerting_config& out) const {
+    const auto& t = table(n, "alerting");
+    check_keys(t, alerting_keys, "[alerting]");
+    if (const auto* v = t.get("evaluate_every")) {
+      out.evaluate_every = duration(*v, "alerting.evaluate_every", "15s");
+      if (out.evaluate_every < min_evaluate_every) {
+        fail(v->source(), "alerting.evaluate_every",
+             fmt::format("{} is too short (minimum 1s)", format_duration(out.evaluate_every)));
+      }
     }
   }
 
@@ -459,8 +707,617 @@ class config_reader {
     return s;
   }
 
+  /// The `[[name]]` tables under n; an empty array is fine (none of them).
+  const toml::array& tables(const toml::node& n, std::string_view name,
+                            std::string_view one_per) const {
+    if (n.is_table()) {
+      fail(n.source(), name,
+           fmt::format("write [[{}]] (double brackets), one per {}", name, one_per));
+    }
+    const auto* array = n.as_array();
+    if (array == nullptr || (!array->empty() && !array->is_array_of_tables())) {
+      fail(n.source(), name, fmt::format("expected [[{}]] tables, not {}", name, type_name(n)));
+    }
+    return *array;
+  }
+
+  /// Fails when the name of table t (section[index]) was seen before in its section.
+  void check_unique(std::map<std::string, std::pair<std::size_t, std::uint32_t>>& seen,
+                    const std::string& name, const toml::table& t, std::string_view section,
+                    std::size_t index) const {
+    const auto* name_node = t.get("name");
+    const auto& where = name_node != nullptr ? name_node->source() : t.source();
+    const auto [it, fresh] = seen.try_emplace(name, index, where.begin.line);
+    if (!fresh) {
+      fail(where, fmt::format("{}[{}].name", section, index),
+           fmt::format("duplicate name {} ({}[{}], line {}, has it too)", toml_quote(name), section,
+                       it->second.first, it->second.second));
+    }
+  }
+
+  /// value, or a failure at n naming path with the message that came instead.
+  template <class T>
+  T take(const toml::node& n, std::string_view path, std::variant<T, std::string> value) const {
+    if (auto* message = std::get_if<std::string>(&value)) fail(n.source(), path, *message);
+    return std::get<T>(std::move(value));
+  }
+
+  /// n as an array of strings; example shows a good one.
+  std::vector<std::string> strings(const toml::node& n, std::string_view path,
+                                   std::string_view example) const {
+    const auto* array = n.as_array();
+    if (array == nullptr) {
+      fail(n.source(), path,
+           fmt::format("expected an array of strings like {}, not {}", example, type_name(n)));
+    }
+    std::vector<std::string> out;
+    for (const auto& item : *array) {
+      const auto* s = item.as_string();
+      if (s == nullptr) {
+        fail(item.source(), path,
+             fmt::format("expected an array of strings like {}, but an element is {}", example,
+                         type_name(item)));
+      }
+      out.push_back(s->get());
+    }
+    return out;
+  }
+
+  /// Every `[[notifier]]`, with names checked for uniqueness.
+  std::vector<notifier_config> read_notifiers(const toml::node& n) const {
+    const auto& array = tables(n, "notifier", "receiver");
+    std::vector<notifier_config> out;
+    std::map<std::string, std::pair<std::size_t, std::uint32_t>> seen;
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      const auto& t = *array.get(i)->as_table();
+      out.push_back(read_notifier(t, i));
+      check_unique(seen, out.back().name, t, "notifier", i);
+    }
+    return out;
+  }
+
+  /// One `[[notifier]]`: kind first, since which keys apply depends on it.
+  notifier_config read_notifier(const toml::table& t, std::size_t index) const {
+    check_keys(t, notifier_keys, "[[notifier]]");
+    const auto path = [index](std::string_view key) {
+      return fmt::format("notifier[{}].{}", index, key);
+    };
+    const auto whole = fmt::format("notifier[{}]", index);
+
+    notifier_config c;
+    const auto* kind_node = t.get("kind");
+    if (kind_node == nullptr) {
+      fail(t.source(), whole,
+           "kind is required (one of \"webhook\", \"alertmanager\", \"slack\", \"telegram\", "
+           "\"ntfy\", \"exec\")");
+    }
+    const auto kind_text = string(*kind_node, path("kind"), "\"webhook\"");
+    const auto* kind =
+        std::find(std::begin(notifier_kind_names), std::end(notifier_kind_names), kind_text);
+    if (kind == std::end(notifier_kind_names)) {
+      std::string message = fmt::format("unknown kind {}", toml_quote(kind_text));
+      if (const auto best = closest_match(kind_text, notifier_kind_names)) {
+        message += fmt::format("; did you mean \"{}\"?", *best);
+      }
+      message +=
+          " (valid kinds: \"webhook\", \"alertmanager\", \"slack\", \"telegram\", \"ntfy\", "
+          "\"exec\")";
+      fail(kind_node->source(), path("kind"), message);
+    }
+    c.kind = notifier_kinds[kind - std::begin(notifier_kind_names)];
+    for (auto&& [key, node] : t) {
+      if (!notifier_key_applies(key.str(), c.kind)) {
+        fail(key.source(), path(key.str()),
+             fmt::format("\"{}\" applies only to {} notifiers, not {}", key.str(),
+                         notifier_key_kinds(key.str()), kind_text));
+      }
+    }
+
+    const auto* name_node = t.get("name");
+    if (name_node == nullptr) {
+      fail(t.source(), whole, "name is required (1 to 64 of A-Z, a-z, 0-9, '_', '.' and '-')");
+    }
+    c.name = string(*name_node, path("name"), "\"hook\"");
+    if (!rule_parts::valid_name(c.name)) {
+      fail(name_node->source(), path("name"),
+           fmt::format("{} is not a valid name (1 to 64 of A-Z, a-z, 0-9, '_', '.' and '-')",
+                       toml_quote(c.name)));
+    }
+    read_notifier_http(t, c, index);
+    if (const auto* v = t.get("timeout")) c.timeout = duration(*v, path("timeout"), "10s");
+    if (const auto* v = t.get("give_up")) c.give_up = duration(*v, path("give_up"), "24h");
+    if (const auto* v = t.get("language")) {
+      c.language = string(*v, path("language"), "\"en\"");
+      if (std::find(std::begin(languages), std::end(languages), c.language) ==
+          std::end(languages)) {
+        std::string message = fmt::format("{} has no built-in templates", toml_quote(c.language));
+        if (const auto best = closest_match(c.language, languages)) {
+          message += fmt::format("; did you mean \"{}\"?", *best);
+        }
+        fail(v->source(), path("language"), message + " (use \"en\", \"ru\" or \"ky\")");
+      }
+    }
+    if (const auto* v = t.get("template")) {
+      c.template_firing = string(*v, path("template"), "\"{rule}: {currency} is {value}\"");
+    }
+    if (const auto* v = t.get("resolved_template")) {
+      c.template_resolved =
+          string(*v, path("resolved_template"), "\"{rule} resolved: {currency} is {value}\"");
+    }
+    switch (c.kind) {
+      case notifier_kind::telegram:
+        read_telegram(t, c, index);
+        break;
+      case notifier_kind::ntfy:
+        read_ntfy(t, c, index);
+        break;
+      case notifier_kind::alertmanager:
+        if (const auto* v = t.get("resend")) {
+          c.resend = duration(*v, path("resend"), "1m");
+          if (c.resend < min_resend) {
+            fail(v->source(), path("resend"),
+                 fmt::format("{} is too short (minimum 1s)", format_duration(c.resend)));
+          }
+        }
+        break;
+      case notifier_kind::exec:
+        read_command(t, c, index);
+        break;
+      case notifier_kind::webhook:
+      case notifier_kind::slack:
+        break;
+    }
+    return c;
+  }
+
+  /// url, headers and ca_file of an HTTP notifier; exec has none of them.
+  void read_notifier_http(const toml::table& t, notifier_config& c, std::size_t index) const {
+    if (c.kind == notifier_kind::exec) return;
+    const auto path = [index](std::string_view key) {
+      return fmt::format("notifier[{}].{}", index, key);
+    };
+    const auto kind = notifier_kind_name(c.kind);
+    if (const auto* v = t.get("url")) {
+      c.url = string(*v, path("url"), "\"http://127.0.0.1:9000/hook\"");
+      if (const auto problem = http_url_problem(c.url, "\"http://127.0.0.1:9000/hook\"")) {
+        fail(v->source(), path("url"), *problem);
+      }
+      if (c.kind == notifier_kind::ntfy) {
+        const auto parsed = boost::urls::parse_uri(c.url);
+        if (parsed->path().size() < 2) {
+          fail(v->source(), path("url"),
+               fmt::format("{} names no topic; an ntfy url ends in the topic, like "
+                           "\"https://ntfy.sh/mytopic\"",
+                           toml_quote(c.url)));
+        }
+      }
+    } else if (c.kind == notifier_kind::telegram) {
+      c.url = std::string(telegram_api);
+    } else {
+      fail(t.source(), fmt::format("notifier[{}]", index),
+           fmt::format("url is required for {} notifiers (e.g. {})", kind,
+                       c.kind == notifier_kind::alertmanager ? "\"http://127.0.0.1:9093\""
+                       : c.kind == notifier_kind::ntfy       ? "\"https://ntfy.sh/mytopic\""
+                                                             : "\"http://127.0.0.1:9000/hook\""));
+    }
+    if (const auto* v = t.get("headers")) c.headers = read_headers(*v, path("headers"));
+    if (const auto* v = t.get("ca_file")) {
+      c.ca_file = string(*v, path("ca_file"), "\"/etc/somrated/ca.pem\"");
+      if (!c.ca_file.empty()) {
+        if (const auto why = unreadable(c.ca_file)) {
+          fail(v->source(), path("ca_file"),
+               fmt::format("cannot read {}: {}", toml_quote(c.ca_file), *why));
+        }
+      }
+    }
+  }
+
+  /// `headers`: a table of strings, kept in file order.
+  std::vector<std::pair<std::string, std::string>> read_headers(const toml::node& n,
+                                                                std::string_view path) const {
+    const auto* t = n.as_table();
+    if (t == nullptr) {
+      fail(n.source(), path,
+           fmt::format("expected a table like {{ Authorization = \"Bearer abc\" }}, not {}",
+                       type_name(n)));
+    }
+    // toml++ keeps keys sorted; the file's order is what the user wrote and expects sent.
+    std::vector<std::pair<const toml::key*, const toml::node*>> entries;
+    for (auto&& [key, node] : *t) entries.emplace_back(&key, &node);
+    std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+      return earlier(a.first->source(), b.first->source());
+    });
+    std::vector<std::pair<std::string, std::string>> out;
+    std::map<std::string, std::string> seen;  // lower-case name -> name as written
+    for (const auto& [key, node] : entries) {
+      const std::string name(key->str());
+      if (!valid_header_name(name)) {
+        fail(key->source(), path,
+             fmt::format("{} is not an HTTP header name (letters, digits and !#$%&'*+-.^_`|~)",
+                         toml_quote(name)));
+      }
+      const auto folded = lower(name);
+      if (std::find(std::begin(reserved_headers), std::end(reserved_headers), folded) !=
+          std::end(reserved_headers)) {
+        fail(
+            key->source(), path,
+            fmt::format("{} is set by somrated itself and cannot be configured", toml_quote(name)));
+      }
+      if (const auto [it, fresh] = seen.try_emplace(folded, name); !fresh) {
+        fail(key->source(), path,
+             fmt::format("{} is given twice (header names ignore case; {} has it too)",
+                         toml_quote(name), toml_quote(it->second)));
+      }
+      const auto* value = node->as_string();
+      if (value == nullptr) {
+        fail(node->source(), path,
+             fmt::format("header {} must be a string, not {}", toml_quote(name), type_name(*node)));
+      }
+      if (has_control(value->get())) {
+        fail(node->source(), path,
+             fmt::format("header {} has a control character (CR, LF, ...) in its value",
+                         toml_quote(name)));
+      }
+      out.emplace_back(name, value->get());
+    }
+    return out;
+  }
+
+  /// chat_id and the bot token of a telegram notifier.
+  void read_telegram(const toml::table& t, notifier_config& c, std::size_t index) const {
+    const auto path = [index](std::string_view key) {
+      return fmt::format("notifier[{}].{}", index, key);
+    };
+    const auto whole = fmt::format("notifier[{}]", index);
+    const auto* chat = t.get("chat_id");
+    if (chat == nullptr) {
+      fail(t.source(), whole,
+           "chat_id is required for telegram notifiers (e.g. \"-100123\" or \"@channel\")");
+    }
+    if (const auto* i = chat->as_integer()) {
+      c.chat_id = std::to_string(i->get());
+    } else {
+      c.chat_id = string(*chat, path("chat_id"), "\"-100123\"");
+    }
+    if (!valid_chat_id(c.chat_id)) {
+      fail(chat->source(), path("chat_id"),
+           fmt::format("{} is not a chat id (an integer like \"-100123\" or \"@channelname\")",
+                       toml_quote(c.chat_id)));
+    }
+    const auto* token = t.get("bot_token");
+    const auto* file = t.get("bot_token_file");
+    if (token != nullptr && file != nullptr) {
+      const bool file_later = earlier(token->source(), file->source());
+      fail((file_later ? file : token)->source(), path(file_later ? "bot_token_file" : "bot_token"),
+           "give bot_token or bot_token_file, not both");
+    }
+    if (token == nullptr && file == nullptr) {
+      fail(t.source(), whole,
+           "telegram notifiers need bot_token = \"123456:ABC...\" or bot_token_file = \"/path\"");
+    }
+    const char* const shape =
+        "is not a Telegram bot token (digits, ':', then letters, digits, '_' or '-', as "
+        "BotFather gives it)";
+    if (token != nullptr) {
+      c.bot_token = string(*token, path("bot_token"), "\"123456:ABC-DEF\"");
+      if (!valid_bot_token(c.bot_token)) {
+        fail(token->source(), path("bot_token"), fmt::format("the value {}", shape));
+      }
+    } else {
+      c.bot_token_file = string(*file, path("bot_token_file"), "\"/etc/somrated/bot-token\"");
+      c.bot_token = secret_file(*file, path("bot_token_file"), c.bot_token_file);
+      if (!valid_bot_token(c.bot_token)) {
+        fail(file->source(), path("bot_token_file"),
+             fmt::format("the first line of {} {}", toml_quote(c.bot_token_file), shape));
+      }
+    }
+  }
+
+  /// priority and tags of an ntfy notifier.
+  void read_ntfy(const toml::table& t, notifier_config& c, std::size_t index) const {
+    const auto path = [index](std::string_view key) {
+      return fmt::format("notifier[{}].{}", index, key);
+    };
+    if (const auto* v = t.get("priority")) {
+      if (const auto* i = v->as_integer()) {
+        c.priority = std::to_string(i->get());
+      } else {
+        c.priority = string(*v, path("priority"), "\"high\"");
+      }
+      const bool number = c.priority.size() == 1 && c.priority[0] >= '1' && c.priority[0] <= '5';
+      if (!c.priority.empty() && !number &&
+          std::find(std::begin(ntfy_priorities), std::end(ntfy_priorities), c.priority) ==
+              std::end(ntfy_priorities)) {
+        std::string message = fmt::format("{} is not an ntfy priority", toml_quote(c.priority));
+        if (const auto best = closest_match(c.priority, ntfy_priorities)) {
+          message += fmt::format("; did you mean \"{}\"?", *best);
+        }
+        fail(v->source(), path("priority"),
+             message + " (use 1 to 5 or min, low, default, high, max, urgent)");
+      }
+    }
+    if (const auto* v = t.get("tags")) {
+      c.tags = strings(*v, path("tags"), "[\"warning\"]");
+      for (const auto& tag : c.tags) {
+        if (tag.empty() || tag.find(',') != std::string::npos || has_control(tag)) {
+          fail(v->source(), path("tags"),
+               fmt::format("{} is not a tag: tags are non-empty, without commas or control "
+                           "characters (e.g. \"warning\")",
+                           toml_quote(tag)));
+        }
+      }
+    }
+  }
+
+  /// command of an exec notifier: argv with an absolute program, or a shell command line.
+  void read_command(const toml::table& t, notifier_config& c, std::size_t index) const {
+    const auto path = fmt::format("notifier[{}].command", index);
+    const auto* v = t.get("command");
+    if (v == nullptr) {
+      fail(t.source(), fmt::format("notifier[{}]", index),
+           "command is required for exec notifiers (e.g. [\"/usr/local/bin/notify\", \"--x\"])");
+    }
+    if (const auto* line = v->as_string()) {
+      if (line->get().empty()) fail(v->source(), path, "must not be empty");
+      c.command = {"/bin/sh", "-c", line->get()};
+    } else {
+      c.command = strings(*v, path, "[\"/usr/local/bin/notify\", \"--x\"]");
+      if (c.command.empty()) {
+        fail(v->source(), path, "must name a program, like [\"/usr/local/bin/notify\"]");
+      }
+    }
+    for (const auto& arg : c.command) {
+      if (arg.find('\0') != std::string::npos) {
+        fail(v->source(), path, "an argument holds a NUL character, which cannot be passed");
+      }
+    }
+    const auto& program = c.command.front();
+    if (!program.starts_with('/')) {
+      fail(v->source(), path,
+           fmt::format("the program {} must be an absolute path (no PATH lookup), like "
+                       "\"/usr/local/bin/notify\"",
+                       toml_quote(program)));
+    }
+    struct stat st {};
+    if (::stat(program.c_str(), &st) != 0 || ::access(program.c_str(), X_OK) != 0) {
+      fail(v->source(), path,
+           fmt::format("cannot run {}: {}", toml_quote(program), std::strerror(errno)));
+    }
+    if (S_ISDIR(st.st_mode)) {
+      fail(v->source(), path,
+           fmt::format("cannot run {}: {}", toml_quote(program), std::strerror(EISDIR)));
+    }
+  }
+
+  /// Every `[[alert]]`, checked against the sources and notifiers of c.
+  std::vector<alert_rule> read_alerts(const toml::node& n, const config& c) const {
+    const auto& array = tables(n, "alert", "rule");
+    std::vector<alert_rule> out;
+    std::map<std::string, std::pair<std::size_t, std::uint32_t>> seen;
+    for (std::size_t i = 0; i < array.size(); ++i) {
+      const auto& t = *array.get(i)->as_table();
+      out.push_back(read_alert(t, i, c));
+      check_unique(seen, out.back().name, t, "alert", i);
+    }
+    return out;
+  }
+
+  /// One `[[alert]]`: the keys by presence (one condition, only keys that belong to it),
+  /// then their values, then check_rule, whose complaint is placed at its key's line.
+  alert_rule read_alert(const toml::table& t, std::size_t index, const config& c) const {
+    check_keys(t, rule_parts::alert_keys, "[[alert]]");
+    const auto path = [index](std::string_view key) {
+      return fmt::format("alert[{}].{}", index, key);
+    };
+    const auto whole = fmt::format("alert[{}]", index);
+
+    std::vector<std::pair<const toml::key*, alert_condition>> conditions;
+    for (auto&& [key, node] : t) {
+      if (const auto cond = rule_parts::condition_of_key(key.str())) {
+        conditions.emplace_back(&key, *cond);
+      }
+    }
+    if (conditions.empty()) fail(t.source(), whole, rule_parts::no_condition());
+    std::sort(conditions.begin(), conditions.end(), [](const auto& a, const auto& b) {
+      return earlier(a.first->source(), b.first->source());
+    });
+    if (conditions.size() > 1) {
+      const auto& second = *conditions[1].first;
+      fail(second.source(), path(second.str()),
+           rule_parts::two_conditions(conditions[0].first->str(), second.str()));
+    }
+
+    alert_rule r;
+    r.condition = conditions[0].second;
+    for (auto&& [key, node] : t) {
+      if (const auto why = rule_parts::misplaced_key(key.str(), r.condition)) {
+        fail(key.source(), path(key.str()), *why);
+      }
+    }
+    if (!c.sources.empty()) r.source = c.sources.front().name;
+    if (const auto* v = t.get("name")) r.name = string(*v, path("name"), "\"usd-above-90\"");
+    if (const auto* v = t.get("currency")) r.currency = string(*v, path("currency"), "\"USD\"");
+    if (const auto* v = t.get("source")) r.source = string(*v, path("source"), "\"24kg\"");
+    if (const auto* v = t.get("notify")) r.notify = strings(*v, path("notify"), "[\"hook\"]");
+    const auto cond = condition_name(r.condition);
+    if (r.condition == alert_condition::stale) {
+      const auto* v = t.get("stale");
+      r.stale_after =
+          take(*v, path("stale"),
+               rule_parts::positive_duration("stale", string(*v, path("stale"), "\"2h\"")));
+    } else {
+      r.threshold = number(*t.get(cond), path(cond), cond);
+    }
+    if (const auto* v = t.get("window")) {
+      r.window =
+          take(*v, path("window"),
+               rule_parts::positive_duration("window", string(*v, path("window"), "\"24h\"")));
+    }
+    if (const auto* v = t.get("direction")) {
+      r.direction =
+          take(*v, path("direction"),
+               rule_parts::direction_from_text(string(*v, path("direction"), "\"either\"")));
+    }
+    if (const auto* v = t.get("against")) r.against = string(*v, path("against"), "\"nbkr\"");
+    if (const auto* v = t.get("for")) {
+      r.hold_for = take(*v, path("for"),
+                        rule_parts::duration_or_zero("for", string(*v, path("for"), "\"15m\"")));
+    }
+    if (const auto* v = t.get("resolve_below")) {
+      r.resolve_below = number(*v, path("resolve_below"), "resolve_below");
+    }
+    if (const auto* v = t.get("resolve_above")) {
+      r.resolve_above = number(*v, path("resolve_above"), "resolve_above");
+    }
+    if (const auto* v = t.get("repeat")) {
+      r.repeat = take(*v, path("repeat"),
+                      rule_parts::duration_or_zero("repeat", string(*v, path("repeat"), "\"6h\"")));
+    }
+    if (const auto* v = t.get("labels")) r.labels = read_labels(*v, path("labels"));
+
+    if (const auto e = check_rule(r, c)) {
+      if (const auto* v = t.get(e->field)) fail(v->source(), path(e->field), e->message);
+      fail(t.source(), whole, e->message);
+    }
+    return r;
+  }
+
+  /// A threshold or percent: a TOML integer, float or numeric string, as an exact decimal.
+  decimal number(const toml::node& n, std::string_view path, std::string_view field) const {
+    if (const auto* i = n.as_integer()) {
+      return take(n, path, rule_parts::number_from_integer(field, i->get()));
+    }
+    if (const auto* f = n.as_floating_point()) {
+      return take(n, path, rule_parts::number_from_double(field, f->get()));
+    }
+    if (const auto* s = n.as_string()) {
+      return take(n, path, rule_parts::number_from_text(field, s->get()));
+    }
+    fail(n.source(), path,
+         fmt::format("expected a number like 90 or a string like \"89.75\", not {}", type_name(n)));
+  }
+
+  /// `labels`: a table of strings.
+  std::map<std::string, std::string> read_labels(const toml::node& n, std::string_view path) const {
+    const auto* t = n.as_table();
+    if (t == nullptr) {
+      fail(n.source(), path,
+           fmt::format("expected a table like {{ severity = \"warning\" }}, not {}", type_name(n)));
+    }
+    std::map<std::string, std::string> out;
+    for (auto&& [key, node] : *t) {
+      const auto* value = node.as_string();
+      if (value == nullptr) {
+        fail(node.source(), path,
+             fmt::format("label {} must be a string, not {}", toml_quote(key.str()),
+                         type_name(node)));
+      }
+      out.emplace(key.str(), value->get());
+    }
+    return out;
+  }
+
   std::string_view origin_;  ///< File name for messages.
 };
+
+/// A TOML array of strings on one line: ["a", "b"].
+std::string toml_array(const std::vector<std::string>& items) {
+  std::string out = "[";
+  for (const auto& item : items) {
+    if (out.size() > 1) out += ", ";
+    out += toml_quote(item);
+  }
+  return out + "]";
+}
+
+/// A TOML inline table of strings on one line, keys quoted: { "a" = "1", "b" = "2" }.
+template <class Pairs>
+std::string toml_inline_table(const Pairs& pairs) {
+  if (pairs.empty()) return "{}";
+  std::string out = "{ ";
+  for (const auto& [key, value] : pairs) {
+    if (out.size() > 2) out += ", ";
+    out += toml_quote(key) + " = " + toml_quote(value);
+  }
+  return out + " }";
+}
+
+/// Appends `key = value` and a newline.
+void put_key(std::string& out, std::string_view key, std::string_view value) {
+  fmt::format_to(std::back_inserter(out), "{} = {}\n", key, value);
+}
+
+/// Appends one `[[notifier]]` with the keys of its kind, in schema order.
+void put_notifier(std::string& out, const notifier_config& n) {
+  const auto quoted_duration = [](std::chrono::milliseconds d) {
+    return toml_quote(format_duration(d));
+  };
+  out += "\n[[notifier]]\n";
+  put_key(out, "name", toml_quote(n.name));
+  put_key(out, "kind", toml_quote(notifier_kind_name(n.kind)));
+  if (n.kind != notifier_kind::exec) {
+    put_key(out, "url", toml_quote(n.url));
+    put_key(out, "headers", toml_inline_table(n.headers));
+    put_key(out, "ca_file", toml_quote(n.ca_file));
+  }
+  put_key(out, "timeout", quoted_duration(n.timeout));
+  put_key(out, "give_up", quoted_duration(n.give_up));
+  put_key(out, "language", toml_quote(n.language));
+  put_key(out, "template", toml_quote(n.template_firing));
+  put_key(out, "resolved_template", toml_quote(n.template_resolved));
+  switch (n.kind) {
+    case notifier_kind::telegram:
+      put_key(out, "chat_id", toml_quote(n.chat_id));
+      // A token read from a file stays in its file.
+      if (n.bot_token_file.empty()) {
+        put_key(out, "bot_token", toml_quote(n.bot_token));
+      } else {
+        put_key(out, "bot_token_file", toml_quote(n.bot_token_file));
+      }
+      break;
+    case notifier_kind::ntfy:
+      put_key(out, "priority", toml_quote(n.priority));
+      put_key(out, "tags", toml_array(n.tags));
+      break;
+    case notifier_kind::alertmanager:
+      put_key(out, "resend", quoted_duration(n.resend));
+      break;
+    case notifier_kind::exec:
+      put_key(out, "command", toml_array(n.command));
+      break;
+    case notifier_kind::webhook:
+    case notifier_kind::slack:
+      break;
+  }
+}
+
+/// Appends one `[[alert]]` with the keys of its condition, in schema order. Thresholds
+/// are written as strings so their digits survive exactly.
+void put_alert(std::string& out, const alert_rule& r) {
+  const auto quoted_duration = [](std::chrono::milliseconds d) {
+    return toml_quote(format_duration(d));
+  };
+  out += "\n[[alert]]\n";
+  put_key(out, "name", toml_quote(r.name));
+  if (r.condition != alert_condition::stale) put_key(out, "currency", toml_quote(r.currency));
+  put_key(out, "source", toml_quote(r.source));
+  put_key(out, "notify", toml_array(r.notify));
+  if (r.condition == alert_condition::stale) {
+    put_key(out, "stale", quoted_duration(r.stale_after));
+  } else if (r.threshold) {
+    put_key(out, condition_name(r.condition), toml_quote(r.threshold->text()));
+  }
+  if (r.condition == alert_condition::change_pct) {
+    put_key(out, "window", quoted_duration(r.window));
+    put_key(out, "direction", toml_quote(direction_name(r.direction)));
+  }
+  if (r.condition == alert_condition::spread_pct) put_key(out, "against", toml_quote(r.against));
+  put_key(out, "for", quoted_duration(r.hold_for));
+  if (r.resolve_below) put_key(out, "resolve_below", toml_quote(r.resolve_below->text()));
+  if (r.resolve_above) put_key(out, "resolve_above", toml_quote(r.resolve_above->text()));
+  put_key(out, "repeat", quoted_duration(r.repeat));
+  put_key(out, "labels", toml_inline_table(r.labels));
+}
 
 }  // namespace
 
@@ -507,10 +1364,19 @@ std::string to_toml(const config& c) {
   auto put = [&out](fmt::string_view f, fmt::format_args args) {
     fmt::vformat_to(std::back_inserter(out), f, args);
   };
-  put("[server]\nlisten = {}\nmax_connections = {}\n\n",
+  put("[server]\nlisten = {}\nmax_connections = {}\n",
       fmt::make_format_args(toml_quote(c.server.listen), c.server.max_connections));
-  put("[storage]\npath = {}\n\n", fmt::make_format_args(toml_quote(c.storage.path)));
-  put("[log]\nlevel = {}\n", fmt::make_format_args(toml_quote(c.log_level)));
+  // A token read from a file stays in its file; an empty token disables API writes.
+  if (c.server.token_file.empty()) {
+    put_key(out, "token", toml_quote(c.server.token));
+  } else {
+    put_key(out, "token_file", toml_quote(c.server.token_file));
+  }
+  put_key(out, "external_url", toml_quote(c.server.external_url));
+  put("\n[storage]\npath = {}\n\n", fmt::make_format_args(toml_quote(c.storage.path)));
+  put("[log]\nlevel = {}\n\n", fmt::make_format_args(toml_quote(c.log_level)));
+  put("[alerting]\nevaluate_every = {}\n",
+      fmt::make_format_args(toml_quote(format_duration(c.alerting.evaluate_every))));
   for (const auto& s : c.sources) {
     // "{}" prints the shortest text that reads back as the same double; TOML wants a
     // point or an exponent in a float.
@@ -523,6 +1389,8 @@ std::string to_toml(const config& c) {
                               toml_quote(format_duration(s.timeout)),
                               toml_quote(format_size(s.max_body))));
   }
+  for (const auto& n : c.notifiers) put_notifier(out, n);
+  for (const auto& r : c.alerts) put_alert(out, r);
   return out;
 }
 

@@ -8,7 +8,10 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 using namespace std::chrono_literals;
 using somrated::config;
@@ -265,7 +268,11 @@ TEST_CASE("parse_config errors name origin, line and key") {
           "somrated.toml:1: unknown table [[sources]]; did you mean [[source]]?");
     CHECK(error_of("listen = \"127.0.0.1:1\"\n") ==
           "somrated.toml:1: unknown key \"listen\" outside any table (known: [server], [storage], "
-          "[log], [[source]])");
+          "[log], [[source]], [alerting], [[notifier]], [[alert]])");
+    CHECK(error_of("[[alerts]]\nname = \"a\"\n") ==
+          "somrated.toml:1: unknown table [[alerts]]; did you mean [[alert]]?");
+    CHECK(error_of("[alertng]\n") ==
+          "somrated.toml:1: unknown table [alertng]; did you mean [alerting]?");
   }
   SUBCASE("source must be a non-empty array of tables") {
     CHECK(error_of("source = []\n") ==
@@ -453,5 +460,954 @@ TEST_CASE("config helpers") {
     CHECK_FALSE(somrated::closest_match("period", keys));
     CHECK_FALSE(somrated::closest_match("x", keys));
     CHECK_FALSE(somrated::closest_match("", keys));
+  }
+}
+
+namespace {
+
+/// True when haystack contains needle; for messages checked by their important part.
+bool has(const std::string& haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+/// A config text with one webhook notifier "hook", followed by extra.
+std::string with_hook(std::string_view extra) {
+  return "[[notifier]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/h\"\n\n" +
+         std::string(extra);
+}
+
+/// The error for one [[alert]] made of lines (after a webhook notifier "hook"); the
+/// table starts at line 6.
+std::string alert_error(std::string_view lines) {
+  return error_of(with_hook("[[alert]]\n" + std::string(lines)));
+}
+
+}  // namespace
+
+TEST_CASE("[server] token, token_file and external_url") {
+  SUBCASE("an inline token") {
+    const auto c = parse_config("[server]\ntoken = \"0123456789abcdef\"\n", "x.toml");
+    CHECK(c.server.token == "0123456789abcdef");
+    CHECK(c.server.token_file.empty());
+    CHECK(parse_config("[server]\ntoken = \"\"\n", "x.toml").server.token.empty());
+    CHECK(somrated::default_config().server.token.empty());
+  }
+  SUBCASE("a short token is refused without repeating it") {
+    const auto e = error_of("[server]\ntoken = \"s3cret\"\n");
+    CHECK(has(e, "somrated.toml:2: server.token: the token is 6 characters long; use at least 16"));
+    CHECK_FALSE(has(e, "s3cret"));
+    CHECK(has(error_of("[server]\ntoken = \"0123456789 abcdef\"\n"),
+              "server.token: the token must be visible ASCII characters without spaces"));
+  }
+  SUBCASE("token_file: the first line, trailing whitespace trimmed") {
+    const temp_file file{"0123456789abcdef-x \t\r\nsecond line\n"};
+    const auto c =
+        parse_config("[server]\ntoken_file = \"" + file.path().string() + "\"\n", "x.toml");
+    CHECK(c.server.token == "0123456789abcdef-x");
+    CHECK(c.server.token_file == file.path().string());
+    const temp_file no_newline{"0123456789abcdef0123"};
+    CHECK(parse_config("[server]\ntoken_file = \"" + no_newline.path().string() + "\"\n", "x.toml")
+              .server.token == "0123456789abcdef0123");
+  }
+  SUBCASE("token_file problems") {
+    const temp_file empty{""};
+    CHECK(error_of("[server]\ntoken_file = \"" + empty.path().string() + "\"\n") ==
+          "somrated.toml:2: server.token_file: the first line of \"" + empty.path().string() +
+              "\" is empty");
+    const temp_file blank{"   \nsecond\n"};
+    CHECK(has(error_of("[server]\ntoken_file = \"" + blank.path().string() + "\"\n"), "is empty"));
+    const temp_file short_token{"abc\n"};
+    const auto e = error_of("[server]\ntoken_file = \"" + short_token.path().string() + "\"\n");
+    CHECK(has(e, "server.token_file: the token in \"" + short_token.path().string() +
+                     "\" is 3 characters long; use at least 16"));
+    CHECK(error_of("[server]\ntoken_file = \"/nonexistent/token\"\n") ==
+          "somrated.toml:2: server.token_file: cannot read \"/nonexistent/token\": No such file or "
+          "directory");
+    CHECK(has(error_of("[server]\ntoken_file = \"\"\n"), "server.token_file: must name a file"));
+    const temp_file huge{std::string(5000, 'a')};
+    CHECK(has(error_of("[server]\ntoken_file = \"" + huge.path().string() + "\"\n"),
+              "is longer than 4096 bytes"));
+  }
+  SUBCASE("token and token_file together") {
+    const temp_file file{"0123456789abcdef\n"};
+    CHECK(error_of("[server]\ntoken = \"0123456789abcdef\"\ntoken_file = \"" +
+                   file.path().string() + "\"\n") ==
+          "somrated.toml:3: server.token_file: give token or token_file, not both");
+    CHECK(error_of("[server]\ntoken_file = \"" + file.path().string() +
+                   "\"\ntoken = \"0123456789abcdef\"\n") ==
+          "somrated.toml:3: server.token: give token or token_file, not both");
+  }
+  SUBCASE("external_url") {
+    CHECK(parse_config("[server]\nexternal_url = \"https://rates.example/somrated\"\n", "x.toml")
+              .server.external_url == "https://rates.example/somrated");
+    CHECK(parse_config("[server]\nexternal_url = \"\"\n", "x.toml").server.external_url.empty());
+    CHECK(error_of("[server]\nexternal_url = \"ftp://rates.example\"\n") ==
+          "somrated.toml:2: server.external_url: \"ftp://rates.example\": the scheme must be http "
+          "or https");
+    CHECK(has(error_of("[server]\nexternal_url = \"rates.example\"\n"),
+              "server.external_url: \"rates.example\" is not a URL"));
+    CHECK(has(error_of("[server]\nexternal_url = \"http://rates.example/?a=1\"\n"),
+              "server.external_url: \"http://rates.example/?a=1\": links are built by appending "
+              "paths, so it cannot have a query or fragment"));
+    CHECK(has(error_of("[server]\nexternal_url = \"http:///x\"\n"), "has no host"));
+  }
+  SUBCASE("unknown server keys suggest the closest") {
+    CHECK(error_of("[server]\ntoken_fle = \"x\"\n") ==
+          "somrated.toml:2: unknown key \"token_fle\" in [server]; did you mean \"token_file\"?");
+  }
+}
+
+TEST_CASE("[alerting]") {
+  CHECK(somrated::default_config().alerting.evaluate_every == 15s);
+  CHECK(parse_config("[alerting]\nevaluate_every = \"1s\"\n", "x.toml").alerting.evaluate_every ==
+        1s);
+  CHECK(error_of("[alerting]\nevaluate_every = \"999ms\"\n") ==
+        "somrated.toml:2: alerting.evaluate_every: 999ms is too short (minimum 1s)");
+  CHECK(error_of("[alerting]\nevaluate_every = \"soon\"\n") ==
+        "somrated.toml:2: alerting.evaluate_every: \"soon\" is not a duration (use 30s, 10m, 1h, "
+        "1d)");
+  CHECK(error_of("[alerting]\nevaluate = \"1s\"\n") ==
+        "somrated.toml:2: unknown key \"evaluate\" in [alerting] (known: \"evaluate_every\")");
+  CHECK(error_of("alerting = 1\n") ==
+        "somrated.toml:1: alerting: expected a table [alerting], not an integer");
+}
+
+TEST_CASE("[[notifier]] reads every key of every kind") {
+  const temp_file ca{"-----BEGIN CERTIFICATE-----\n", ".pem"};
+  const temp_file bot{"123456:ABC-def_9 \n"};
+  const std::string text = R"([[notifier]]
+name = "hook"
+kind = "webhook"
+url = "http://127.0.0.1:9000/hook"
+headers = { X-B = "2", Authorization = "Bearer abc" }
+timeout = "5s"
+give_up = "1h"
+language = "ru"
+template = "{rule}: {value}"
+resolved_template = "{rule} ok"
+ca_file = ")" + ca.path().string() +
+                           R"("
+
+[[notifier]]
+name = "am"
+kind = "alertmanager"
+url = "http://127.0.0.1:9093"
+resend = "30s"
+
+[[notifier]]
+name = "chat.ops"
+kind = "slack"
+url = "https://hooks.slack.example/services/T0/B0/x"
+
+[[notifier]]
+name = "tg"
+kind = "telegram"
+chat_id = "-100123"
+bot_token = "123:AAH-x_y"
+
+[[notifier]]
+name = "tg-file"
+kind = "telegram"
+url = "http://127.0.0.1:8081"
+chat_id = -42
+bot_token_file = ")" + bot.path().string() +
+                           R"("
+language = "ky"
+
+[[notifier]]
+name = "phone"
+kind = "ntfy"
+url = "https://ntfy.example/alerts"
+priority = 4
+tags = ["warning", "money_with_wings"]
+
+[[notifier]]
+name = "ntfy-named"
+kind = "ntfy"
+url = "https://ntfy.example/t"
+priority = "urgent"
+
+[[notifier]]
+name = "run"
+kind = "exec"
+command = ["/bin/sh", "-c", "cat > /dev/null"]
+timeout = "30s"
+
+[[notifier]]
+name = "shell"
+kind = "exec"
+command = "logger somrated"
+)";
+  const auto c = parse_config(text, "n.toml");
+  REQUIRE(c.notifiers.size() == 9);
+
+  const auto& hook = c.notifiers[0];
+  CHECK(hook.name == "hook");
+  CHECK(hook.kind == somrated::notifier_kind::webhook);
+  CHECK(hook.url == "http://127.0.0.1:9000/hook");
+  // File order, not the alphabetical order toml++ keeps.
+  using header = std::pair<std::string, std::string>;
+  CHECK(hook.headers == std::vector<header>{{"X-B", "2"}, {"Authorization", "Bearer abc"}});
+  CHECK(hook.timeout == 5s);
+  CHECK(hook.give_up == 1h);
+  CHECK(hook.language == "ru");
+  CHECK(hook.template_firing == "{rule}: {value}");
+  CHECK(hook.template_resolved == "{rule} ok");
+  CHECK(hook.ca_file == ca.path().string());
+
+  const auto& am = c.notifiers[1];
+  CHECK(am.kind == somrated::notifier_kind::alertmanager);
+  CHECK(am.resend == 30s);
+  CHECK(am.timeout == 10s);
+  CHECK(am.give_up == 24h);
+  CHECK(am.language == "en");
+
+  CHECK(c.notifiers[2].name == "chat.ops");
+  CHECK(c.notifiers[2].kind == somrated::notifier_kind::slack);
+
+  const auto& tg = c.notifiers[3];
+  CHECK(tg.kind == somrated::notifier_kind::telegram);
+  CHECK(tg.url == "https://api.telegram.org");
+  CHECK(tg.chat_id == "-100123");
+  CHECK(tg.bot_token == "123:AAH-x_y");
+  CHECK(tg.bot_token_file.empty());
+
+  const auto& tg_file = c.notifiers[4];
+  CHECK(tg_file.url == "http://127.0.0.1:8081");
+  CHECK(tg_file.chat_id == "-42");
+  CHECK(tg_file.bot_token == "123456:ABC-def_9");
+  CHECK(tg_file.bot_token_file == bot.path().string());
+  CHECK(tg_file.language == "ky");
+
+  const auto& phone = c.notifiers[5];
+  CHECK(phone.kind == somrated::notifier_kind::ntfy);
+  CHECK(phone.priority == "4");
+  CHECK(phone.tags == std::vector<std::string>{"warning", "money_with_wings"});
+  CHECK(c.notifiers[6].priority == "urgent");
+  CHECK(c.notifiers[6].tags.empty());
+
+  const auto& run = c.notifiers[7];
+  CHECK(run.kind == somrated::notifier_kind::exec);
+  CHECK(run.url.empty());
+  CHECK(run.command == std::vector<std::string>{"/bin/sh", "-c", "cat > /dev/null"});
+  CHECK(run.timeout == 30s);
+  CHECK(c.notifiers[8].command == std::vector<std::string>{"/bin/sh", "-c", "logger somrated"});
+
+  CHECK(parse_config("[[notifier]]\nname = \"a\"\nkind = \"webhook\"\nurl = \"http://h/\"\n"
+                     "headers = {}\n",
+                     "x.toml")
+            .notifiers[0]
+            .headers.empty());
+  CHECK(parse_config("notifier = []\n", "x.toml").notifiers.empty());
+}
+
+TEST_CASE("[[notifier]] errors name the key and what would be valid") {
+  const auto notifier = [](std::string_view kind, std::string_view extra) {
+    return error_of("[[notifier]]\nname = \"n\"\nkind = \"" + std::string(kind) + "\"\n" +
+                    std::string(extra));
+  };
+  const auto webhook = [&](std::string_view extra) {
+    return notifier("webhook", "url = \"http://127.0.0.1:9/h\"\n" + std::string(extra));
+  };
+  SUBCASE("kind") {
+    CHECK(error_of("[[notifier]]\nname = \"n\"\n") ==
+          "somrated.toml:1: notifier[0]: kind is required (one of \"webhook\", \"alertmanager\", "
+          "\"slack\", \"telegram\", \"ntfy\", \"exec\")");
+    CHECK(notifier("webhok", "") ==
+          "somrated.toml:3: notifier[0].kind: unknown kind \"webhok\"; did you mean \"webhook\"? "
+          "(valid kinds: \"webhook\", \"alertmanager\", \"slack\", \"telegram\", \"ntfy\", "
+          "\"exec\")");
+    CHECK(has(notifier("email", ""), "notifier[0].kind: unknown kind \"email\" (valid kinds:"));
+  }
+  SUBCASE("name") {
+    CHECK(error_of("[[notifier]]\nkind = \"slack\"\nurl = \"http://h/\"\n") ==
+          "somrated.toml:1: notifier[0]: name is required (1 to 64 of A-Z, a-z, 0-9, '_', '.' and "
+          "'-')");
+    for (const char* bad : {"", "has space", "a/b", "ä"}) {
+      CAPTURE(bad);
+      CHECK(has(error_of("[[notifier]]\nkind = \"slack\"\nurl = \"http://h/\"\nname = \"" +
+                         std::string(bad) + "\"\n"),
+                "somrated.toml:4: notifier[0].name: "));
+    }
+    CHECK(has(error_of("[[notifier]]\nkind = \"slack\"\nurl = \"http://h/\"\nname = \"" +
+                       std::string(65, 'a') + "\"\n"),
+              "is not a valid name"));
+    CHECK(error_of("[[notifier]]\nkind = \"slack\"\nurl = \"http://h/\"\nname = \"" +
+                   std::string(64, 'a') + "\"\n")
+              .empty());
+    CHECK(error_of("[[notifier]]\nname = \"x\"\nkind = \"slack\"\nurl = \"http://h/\"\n"
+                   "[[notifier]]\nname = \"x\"\nkind = \"exec\"\ncommand = \"true\"\n") ==
+          "somrated.toml:6: notifier[1].name: duplicate name \"x\" (notifier[0], line 2, has it "
+          "too)");
+  }
+  SUBCASE("keys of another kind are refused, naming their kind") {
+    CHECK(webhook("chat_id = \"1\"\n") ==
+          "somrated.toml:5: notifier[0].chat_id: \"chat_id\" applies only to telegram notifiers, "
+          "not webhook");
+    CHECK(webhook("priority = \"high\"\n") ==
+          "somrated.toml:5: notifier[0].priority: \"priority\" applies only to ntfy notifiers, not "
+          "webhook");
+    CHECK(has(notifier("slack", "url = \"http://h/\"\nresend = \"1m\"\n"),
+              "notifier[0].resend: \"resend\" applies only to alertmanager notifiers, not slack"));
+    CHECK(has(webhook("command = \"true\"\n"),
+              "notifier[0].command: \"command\" applies only to exec notifiers, not webhook"));
+    CHECK(notifier("exec", "command = \"true\"\nurl = \"http://h/\"\n") ==
+          "somrated.toml:5: notifier[0].url: \"url\" applies only to webhook, alertmanager, "
+          "slack, telegram and ntfy notifiers, not exec");
+    CHECK(has(notifier("exec", "command = \"true\"\nheaders = {}\n"),
+              "notifier[0].headers: \"headers\" applies only to webhook"));
+    CHECK(has(notifier("exec", "command = \"true\"\nca_file = \"\"\n"),
+              "notifier[0].ca_file: \"ca_file\" applies only to webhook"));
+    CHECK(has(notifier("ntfy", "url = \"http://h/t\"\nbot_token = \"1:a\"\n"),
+              "notifier[0].bot_token: \"bot_token\" applies only to telegram notifiers, not ntfy"));
+    CHECK(has(notifier("telegram", "chat_id = 1\nbot_token = \"1:a\"\ntags = []\n"),
+              "notifier[0].tags: \"tags\" applies only to ntfy notifiers, not telegram"));
+  }
+  SUBCASE("unknown keys suggest the closest") {
+    CHECK(webhook("timout = \"1s\"\n") ==
+          "somrated.toml:5: unknown key \"timout\" in [[notifier]]; did you mean \"timeout\"?");
+    CHECK(has(webhook("resolve_template = \"x\"\n"), "did you mean \"resolved_template\"?"));
+  }
+  SUBCASE("url") {
+    CHECK(notifier("webhook", "") ==
+          "somrated.toml:1: notifier[0]: url is required for webhook notifiers (e.g. "
+          "\"http://127.0.0.1:9000/hook\")");
+    CHECK(has(notifier("alertmanager", ""),
+              "url is required for alertmanager notifiers (e.g. \"http://127.0.0.1:9093\")"));
+    CHECK(notifier("slack", "url = \"file:///tmp/x\"\n") ==
+          "somrated.toml:4: notifier[0].url: \"file:///tmp/x\": the scheme must be http or https");
+    CHECK(has(notifier("slack", "url = \"hooks.slack.com\"\n"), "notifier[0].url: "));
+    CHECK(has(notifier("ntfy", "url = \"https://ntfy.sh/\"\n"),
+              "notifier[0].url: \"https://ntfy.sh/\" names no topic"));
+    CHECK(has(notifier("slack", "url = 1\n"), "notifier[0].url: expected a string"));
+  }
+  SUBCASE("headers") {
+    CHECK(webhook("headers = { \"Bad Name\" = \"x\" }\n") ==
+          "somrated.toml:5: notifier[0].headers: \"Bad Name\" is not an HTTP header name "
+          "(letters, digits and !#$%&'*+-.^_`|~)");
+    CHECK(webhook("headers = { Host = \"x\" }\n") ==
+          "somrated.toml:5: notifier[0].headers: \"Host\" is set by somrated itself and cannot be "
+          "configured");
+    CHECK(has(webhook("headers = { x-somrated-event-id = \"x\" }\n"), "set by somrated itself"));
+    CHECK(webhook("headers = { X-A = \"a\\r\\nInjected: 1\" }\n") ==
+          "somrated.toml:5: notifier[0].headers: header \"X-A\" has a control character (CR, "
+          "LF, ...) in its value");
+    CHECK(has(webhook("headers = { X-A = \"1\", x-a = \"2\" }\n"),
+              "notifier[0].headers: \"x-a\" is given twice (header names ignore case; \"X-A\" "
+              "has it too)"));
+    CHECK(has(webhook("headers = { X-A = 1 }\n"),
+              "notifier[0].headers: header \"X-A\" must be a string, not an integer"));
+    CHECK(has(webhook("headers = \"Authorization: x\"\n"),
+              "notifier[0].headers: expected a table like { Authorization = \"Bearer abc\" }"));
+    CHECK(webhook("headers = { X-A = \"tab\\tok\" }\n").empty());
+  }
+  SUBCASE("durations, language, templates, ca_file") {
+    CHECK(webhook("timeout = \"0s\"\n") ==
+          "somrated.toml:5: notifier[0].timeout: \"0s\" is not a duration (use 30s, 10m, 1h, 1d)");
+    CHECK(has(webhook("give_up = 24\n"),
+              "notifier[0].give_up: expected a string like \"24h\", not an integer"));
+    CHECK(webhook("language = \"eng\"\n") ==
+          "somrated.toml:5: notifier[0].language: \"eng\" has no built-in templates; did you mean "
+          "\"en\"? (use \"en\", \"ru\" or \"ky\")");
+    CHECK(has(webhook("language = \"de\"\n"), "notifier[0].language: \"de\" has no built-in"));
+    CHECK(has(webhook("template = 1\n"), "notifier[0].template: expected a string"));
+    CHECK(has(webhook("resolved_template = []\n"),
+              "notifier[0].resolved_template: expected a string"));
+    // Template syntax is not checked here.
+    CHECK(webhook("template = \"{nonsense\"\n").empty());
+    CHECK(webhook("ca_file = \"/nonexistent/ca.pem\"\n") ==
+          "somrated.toml:5: notifier[0].ca_file: cannot read \"/nonexistent/ca.pem\": No such file "
+          "or directory");
+  }
+  SUBCASE("telegram") {
+    CHECK(notifier("telegram", "bot_token = \"1:a\"\n") ==
+          "somrated.toml:1: notifier[0]: chat_id is required for telegram notifiers (e.g. "
+          "\"-100123\" or \"@channel\")");
+    for (const char* bad : {"\"\"", "\"abc\"", "\"@\"", "\"12a\"", "\"@a b\"", "true"}) {
+      CAPTURE(bad);
+      CHECK(has(notifier("telegram", "bot_token = \"1:a\"\nchat_id = " + std::string(bad) + "\n"),
+                "somrated.toml:5: notifier[0].chat_id: "));
+    }
+    CHECK(notifier("telegram", "chat_id = \"@my_channel\"\nbot_token = \"1:a\"\n").empty());
+    CHECK(notifier("telegram", "chat_id = 1\n") ==
+          "somrated.toml:1: notifier[0]: telegram notifiers need bot_token = \"123456:ABC...\" "
+          "or bot_token_file = \"/path\"");
+    const temp_file file{"1:abc\n"};
+    CHECK(notifier("telegram", "chat_id = 1\nbot_token = \"1:a\"\nbot_token_file = \"" +
+                                   file.path().string() + "\"\n") ==
+          "somrated.toml:6: notifier[0].bot_token_file: give bot_token or bot_token_file, not "
+          "both");
+    const auto bad_token = notifier("telegram", "chat_id = 1\nbot_token = \"12/34:secret\"\n");
+    CHECK(bad_token ==
+          "somrated.toml:5: notifier[0].bot_token: the value is not a Telegram bot token (digits, "
+          "':', then letters, digits, '_' or '-', as BotFather gives it)");
+    const temp_file bad_file{"not a token\n"};
+    CHECK(has(notifier("telegram",
+                       "chat_id = 1\nbot_token_file = \"" + bad_file.path().string() + "\"\n"),
+              "notifier[0].bot_token_file: the first line of \"" + bad_file.path().string() +
+                  "\" is not a Telegram bot token"));
+    CHECK(has(notifier("telegram", "chat_id = 1\nbot_token_file = \"/nonexistent/t\"\n"),
+              "notifier[0].bot_token_file: cannot read \"/nonexistent/t\""));
+    const temp_file empty{"\n"};
+    CHECK(has(
+        notifier("telegram", "chat_id = 1\nbot_token_file = \"" + empty.path().string() + "\"\n"),
+        "is empty"));
+  }
+  SUBCASE("ntfy") {
+    const auto ntfy = [&](std::string_view extra) {
+      return notifier("ntfy", "url = \"https://ntfy.sh/t\"\n" + std::string(extra));
+    };
+    CHECK(ntfy("priority = \"hihg\"\n") ==
+          "somrated.toml:5: notifier[0].priority: \"hihg\" is not an ntfy priority; did you mean "
+          "\"high\"? (use 1 to 5 or min, low, default, high, max, urgent)");
+    CHECK(has(ntfy("priority = 6\n"), "notifier[0].priority: \"6\" is not an ntfy priority"));
+    CHECK(has(ntfy("priority = 0\n"), "notifier[0].priority: "));
+    CHECK(has(ntfy("priority = 1.5\n"), "notifier[0].priority: expected a string"));
+    CHECK(ntfy("priority = \"5\"\n").empty());
+    CHECK(ntfy("priority = \"\"\n").empty());
+    CHECK(has(ntfy("tags = \"warning\"\n"), "notifier[0].tags: expected an array of strings"));
+    CHECK(has(ntfy("tags = [1]\n"),
+              "notifier[0].tags: expected an array of strings like "
+              "[\"warning\"], but an element is an integer"));
+    CHECK(ntfy("tags = [\"a,b\"]\n") ==
+          "somrated.toml:5: notifier[0].tags: \"a,b\" is not a tag: tags are non-empty, without "
+          "commas or control characters (e.g. \"warning\")");
+    CHECK(has(ntfy("tags = [\"\"]\n"), "notifier[0].tags: \"\" is not a tag"));
+  }
+  SUBCASE("alertmanager resend") {
+    const auto am = [&](std::string_view extra) {
+      return notifier("alertmanager", "url = \"http://127.0.0.1:9093\"\n" + std::string(extra));
+    };
+    CHECK(am("resend = \"500ms\"\n") ==
+          "somrated.toml:5: notifier[0].resend: 500ms is too short (minimum 1s)");
+    CHECK(has(am("resend = \"often\"\n"), "notifier[0].resend: \"often\" is not a duration"));
+  }
+  SUBCASE("exec command") {
+    CHECK(notifier("exec", "") ==
+          "somrated.toml:1: notifier[0]: command is required for exec notifiers (e.g. "
+          "[\"/usr/local/bin/notify\", \"--x\"])");
+    CHECK(notifier("exec", "command = [\"notify\", \"--x\"]\n") ==
+          "somrated.toml:4: notifier[0].command: the program \"notify\" must be an absolute path "
+          "(no PATH lookup), like \"/usr/local/bin/notify\"");
+    CHECK(notifier("exec", "command = []\n") ==
+          "somrated.toml:4: notifier[0].command: must name a program, like "
+          "[\"/usr/local/bin/notify\"]");
+    CHECK(notifier("exec", "command = \"\"\n") ==
+          "somrated.toml:4: notifier[0].command: must not be empty");
+    CHECK(notifier("exec", "command = [\"/nonexistent/notify\"]\n") ==
+          "somrated.toml:4: notifier[0].command: cannot run \"/nonexistent/notify\": No such file "
+          "or directory");
+    const temp_file not_executable{"#!/bin/sh\n", ".sh"};
+    CHECK(has(notifier("exec", "command = [\"" + not_executable.path().string() + "\"]\n"),
+              "notifier[0].command: cannot run \"" + not_executable.path().string() +
+                  "\": Permission denied"));
+    CHECK(has(notifier("exec", "command = [\"/\"]\n"), "cannot run \"/\": Is a directory"));
+    CHECK(has(notifier("exec", "command = [\"/bin/sh\", \"a\\u0000b\"]\n"), "NUL character"));
+    CHECK(has(notifier("exec", "command = [\"/bin/sh\", 1]\n"),
+              "notifier[0].command: expected an array of strings"));
+    CHECK(has(notifier("exec", "command = 1\n"),
+              "notifier[0].command: expected an array of strings"));
+  }
+  SUBCASE("the notifier section must be [[notifier]] tables") {
+    CHECK(error_of("[notifier]\nname = \"a\"\n") ==
+          "somrated.toml:1: notifier: write [[notifier]] (double brackets), one per receiver");
+    CHECK(has(error_of("notifier = [1]\n"), "notifier: expected [[notifier]] tables"));
+  }
+}
+
+TEST_CASE("[[alert]] reads every key of every condition") {
+  const std::string text = R"([[source]]
+kind = "24kg"
+
+[[source]]
+kind = "nbkr"
+
+[[notifier]]
+name = "hook"
+kind = "webhook"
+url = "http://127.0.0.1:9000/hook"
+
+[[notifier]]
+name = "run"
+kind = "exec"
+command = ["/bin/sh", "-c", "true"]
+
+[[alert]]
+name = "usd-above-90"
+currency = "USD"
+source = "24kg"
+notify = ["hook", "run"]
+above = 90.0
+for = "15m"
+resolve_below = 89.5
+repeat = "6h"
+labels = { severity = "warning", team = "fx" }
+
+[[alert]]
+name = "eur_below"
+currency = "EUR"
+below = 85
+resolve_above = "85.250"
+
+[[alert]]
+name = "kzt.move"
+currency = "KZT"
+source = "nbkr"
+change_pct = 2.5
+window = "24h"
+direction = "down"
+resolve_below = "2"
+for = "0"
+repeat = "0s"
+
+[[alert]]
+name = "spread"
+currency = "RUB"
+spread_pct = "1.5"
+against = "nbkr"
+
+[[alert]]
+name = "stale-24kg"
+stale = "2h"
+notify = []
+)";
+  const auto c = parse_config(text, "a.toml");
+  REQUIRE(c.alerts.size() == 5);
+  using somrated::alert_condition;
+  using somrated::decimal;
+
+  const auto& above = c.alerts[0];
+  CHECK(above.name == "usd-above-90");
+  CHECK(above.currency == "USD");
+  CHECK(above.source == "24kg");
+  CHECK(above.notify == std::vector<std::string>{"hook", "run"});
+  CHECK(above.condition == alert_condition::above);
+  REQUIRE(above.threshold);
+  CHECK(above.threshold->text() == "90");
+  CHECK(above.hold_for == 15min);
+  REQUIRE(above.resolve_below);
+  CHECK(above.resolve_below->text() == "89.5");
+  CHECK_FALSE(above.resolve_above);
+  CHECK(above.repeat == 6h);
+  CHECK(above.labels ==
+        std::map<std::string, std::string>{{"severity", "warning"}, {"team", "fx"}});
+  CHECK(above.from_config);
+
+  const auto& below = c.alerts[1];
+  CHECK(below.condition == alert_condition::below);
+  CHECK(below.source == "24kg");  // the first source
+  CHECK(below.notify.empty());
+  CHECK(below.threshold->text() == "85");
+  CHECK(below.resolve_above->text() == "85.250");
+  CHECK(below.hold_for == 0ms);
+  CHECK(below.repeat == 0ms);
+  CHECK(below.labels.empty());
+
+  const auto& change = c.alerts[2];
+  CHECK(change.condition == alert_condition::change_pct);
+  CHECK(change.source == "nbkr");
+  CHECK(change.threshold->text() == "2.5");
+  CHECK(change.window == 24h);
+  CHECK(change.direction == somrated::alert_direction::down);
+  CHECK(change.resolve_below == decimal::parse("2"));
+  CHECK(change.hold_for == 0ms);
+  CHECK(change.repeat == 0ms);
+
+  const auto& spread = c.alerts[3];
+  CHECK(spread.condition == alert_condition::spread_pct);
+  CHECK(spread.threshold->text() == "1.5");
+  CHECK(spread.against == "nbkr");
+  CHECK(spread.direction == somrated::alert_direction::either);
+
+  const auto& stale = c.alerts[4];
+  CHECK(stale.condition == alert_condition::stale);
+  CHECK(stale.currency.empty());
+  CHECK(stale.stale_after == 2h);
+  CHECK_FALSE(stale.threshold);
+
+  SUBCASE("numbers become exact decimals through their shortest text") {
+    const auto threshold = [](std::string_view value) {
+      const auto cfg = parse_config(
+          "[[alert]]\nname = \"a\"\ncurrency = \"USD\"\nabove = " + std::string(value) + "\n",
+          "x.toml");
+      return cfg.alerts.at(0).threshold->text();
+    };
+    CHECK(threshold("90.0") == "90");
+    CHECK(threshold("89.75") == "89.75");
+    CHECK(threshold("0.1") == "0.1");
+    CHECK(threshold("87.123456789012") == "87.123456789012");
+    CHECK(threshold("1e3") == "1000");
+    CHECK(threshold("90") == "90");
+    CHECK(threshold("\"89.7500\"") == "89.7500");
+    CHECK(threshold("\"89,75\"") == "89.75");
+    CHECK(threshold("0.0001") == "0.0001");
+  }
+}
+
+TEST_CASE("[[alert]] errors name the key and what would be valid") {
+  SUBCASE("exactly one condition") {
+    CHECK(alert_error("name = \"a\"\ncurrency = \"USD\"\n") ==
+          "somrated.toml:6: alert[0]: no condition: give exactly one of above, below, change_pct, "
+          "spread_pct or stale");
+    CHECK(alert_error("name = \"a\"\ncurrency = \"USD\"\nbelow = 85\nabove = 90\n") ==
+          "somrated.toml:10: alert[0].above: below and above are both given, but a rule has "
+          "exactly one condition (above, below, change_pct, spread_pct or stale); write one rule "
+          "per condition");
+    CHECK(has(alert_error("name = \"a\"\nstale = \"1h\"\nchange_pct = 1\n"),
+              "somrated.toml:9: alert[0].change_pct: stale and change_pct are both given"));
+  }
+  SUBCASE("keys that belong to another condition") {
+    const auto above = [](std::string_view extra) {
+      return alert_error("name = \"a\"\ncurrency = \"USD\"\nabove = 90\n" + std::string(extra));
+    };
+    CHECK(above("window = \"1h\"\n") ==
+          "somrated.toml:10: alert[0].window: window applies only to change_pct rules, not above");
+    CHECK(has(above("direction = \"up\"\n"),
+              "alert[0].direction: direction applies only to change_pct rules, not above"));
+    CHECK(has(above("against = \"nbkr\"\n"),
+              "alert[0].against: against applies only to spread_pct rules, not above"));
+    CHECK(has(above("resolve_above = 91\n"),
+              "alert[0].resolve_above: resolve_above applies only to below rules, not above (use "
+              "resolve_below)"));
+    CHECK(has(alert_error("name = \"a\"\ncurrency = \"USD\"\nbelow = 85\nresolve_below = 84\n"),
+              "alert[0].resolve_below: resolve_below applies only to above, change_pct and "
+              "spread_pct rules, not below (a below rule resolves above resolve_above)"));
+    CHECK(alert_error("name = \"a\"\nstale = \"1h\"\ncurrency = \"USD\"\n") ==
+          "somrated.toml:9: alert[0].currency: currency does not apply to stale rules: they watch "
+          "a source's scrapes, not a rate");
+    CHECK(has(alert_error("name = \"a\"\nstale = \"1h\"\nresolve_below = 1\n"),
+              "alert[0].resolve_below: resolve_below applies only to above, change_pct and "
+              "spread_pct rules, not stale"));
+  }
+  SUBCASE("unknown keys suggest the closest") {
+    CHECK(alert_error("name = \"a\"\ncurrency = \"USD\"\nabove = 90\nrepeats = \"1h\"\n") ==
+          "somrated.toml:10: unknown key \"repeats\" in [[alert]]; did you mean \"repeat\"?");
+    CHECK(has(alert_error("name = \"a\"\ncurrency = \"USD\"\nabvoe = 90\n"),
+              "unknown key \"abvoe\" in [[alert]]; did you mean \"above\"?"));
+  }
+  SUBCASE("name") {
+    CHECK(alert_error("currency = \"USD\"\nabove = 90\n") ==
+          "somrated.toml:6: alert[0]: name is required: 1 to 64 of A-Z, a-z, 0-9, '_', '.' and "
+          "'-'");
+    CHECK(alert_error("name = \"a b\"\ncurrency = \"USD\"\nabove = 90\n") ==
+          "somrated.toml:7: alert[0].name: name \"a b\" is not valid: use 1 to 64 of A-Z, a-z, "
+          "0-9, '_', '.' and '-'");
+    CHECK(has(alert_error("name = 1\ncurrency = \"USD\"\nabove = 90\n"),
+              "alert[0].name: expected a string like \"usd-above-90\", not an integer"));
+    CHECK(error_of("[[alert]]\nname = \"a\"\ncurrency = \"USD\"\nabove = 90\n\n[[alert]]\n"
+                   "name = \"a\"\nstale = \"1h\"\n") ==
+          "somrated.toml:7: alert[1].name: duplicate name \"a\" (alert[0], line 2, has it too)");
+  }
+  SUBCASE("currency") {
+    CHECK(alert_error("name = \"a\"\nabove = 90\n") ==
+          "somrated.toml:6: alert[0]: currency is required for above rules: 3 uppercase letters "
+          "like \"USD\"");
+    CHECK(alert_error("name = \"a\"\ncurrency = \"usd\"\nabove = 90\n") ==
+          "somrated.toml:8: alert[0].currency: currency \"usd\" is not 3 uppercase letters like "
+          "\"USD\"");
+    CHECK(has(alert_error("name = \"a\"\ncurrency = \"USDT\"\nabove = 90\n"),
+              "alert[0].currency: currency \"USDT\" is not 3 uppercase letters"));
+    CHECK(alert_error("name = \"a\"\ncurrency = \"KZT\"\nabove = 90\n") ==
+          "somrated.toml:8: alert[0].currency: currency: source \"24kg\" is of kind 24kg, which "
+          "publishes only USD, EUR and RUB, not \"KZT\"");
+    CHECK(alert_error("name = \"a\"\ncurrency = \"KZT\"\nsource = \"nbkr\"\nabove = 90\n").empty());
+  }
+  SUBCASE("source and against") {
+    CHECK(alert_error("name = \"a\"\ncurrency = \"USD\"\nsource = \"nbrk\"\nabove = 90\n") ==
+          "somrated.toml:9: alert[0].source: source \"nbrk\" is not a configured source; did you "
+          "mean \"nbkr\"?");
+    CHECK(has(alert_error("name = \"a\"\ncurrency = \"USD\"\nsource = \"ecb\"\nabove = 90\n"),
+              "source \"ecb\" is not a configured source (configured: \"24kg\", \"nbkr\")"));
+    const auto spread = [](std::string_view extra) {
+      return alert_error("name = \"a\"\ncurrency = \"USD\"\nspread_pct = 1\n" + std::string(extra));
+    };
+    CHECK(spread("") ==
+          "somrated.toml:6: alert[0]: against is required for spread_pct rules: another "
+          "configured source");
+    CHECK(spread("against = \"24kg\"\n") ==
+          "somrated.toml:10: alert[0].against: against must name another source than source "
+          "(\"24kg\")");
+    CHECK(has(spread("against = \"nbk\"\n"),
+              "alert[0].against: against \"nbk\" is not a configured source; did you mean "
+              "\"nbkr\"?"));
+    CHECK(has(alert_error("name = \"a\"\ncurrency = \"KZT\"\nsource = \"nbkr\"\nspread_pct = 1\n"
+                          "against = \"24kg\"\n"),
+              "somrated.toml:11: alert[0].against: against: source \"24kg\" is of kind 24kg, "
+              "which publishes only USD, EUR and RUB, not \"KZT\""));
+  }
+  SUBCASE("notify") {
+    CHECK(alert_error("name = \"a\"\ncurrency = \"USD\"\nabove = 90\nnotify = [\"hok\"]\n") ==
+          "somrated.toml:10: alert[0].notify: notify names \"hok\", which is not a configured "
+          "notifier; did you mean \"hook\"?");
+    CHECK(has(alert_error("name = \"a\"\ncurrency = \"USD\"\nabove = 90\nnotify = [\"pager\"]\n"),
+              "notify names \"pager\", which is not a configured notifier (configured: "
+              "\"hook\")"));
+    CHECK(has(error_of("[[alert]]\nname = \"a\"\ncurrency = \"USD\"\nabove = 90\nnotify = "
+                       "[\"x\"]\n"),
+              "(no notifiers are configured)"));
+    CHECK(has(alert_error("name = \"a\"\ncurrency = \"USD\"\nabove = 90\nnotify = [\"hook\", "
+                          "\"hook\"]\n"),
+              "alert[0].notify: notify lists \"hook\" twice"));
+    CHECK(has(alert_error("name = \"a\"\ncurrency = \"USD\"\nabove = 90\nnotify = \"hook\"\n"),
+              "alert[0].notify: expected an array of strings like [\"hook\"], not a string"));
+  }
+  SUBCASE("thresholds") {
+    const auto above = [](std::string_view value) {
+      return alert_error("name = \"a\"\ncurrency = \"USD\"\nabove = " + std::string(value) + "\n");
+    };
+    CHECK(above("0") == "somrated.toml:9: alert[0].above: above must be greater than 0, not 0");
+    CHECK(has(above("0.0"), "alert[0].above: above must be greater than 0, not 0"));
+    CHECK(above("-1") ==
+          "somrated.toml:9: alert[0].above: above -1 is negative; it must be "
+          "greater than 0");
+    CHECK(has(above("-1.5"), "alert[0].above: above -1.5 is negative"));
+    CHECK(above("1e-7") ==
+          "somrated.toml:9: alert[0].above: above 1e-07 has an exponent; write it as a plain "
+          "decimal like 0.00001");
+    CHECK(has(above("1e20"), "alert[0].above: above 1e+20 has an exponent"));
+    CHECK(above("nan") ==
+          "somrated.toml:9: alert[0].above: above is NaN; give a number like 89.75");
+    CHECK(has(above("inf"), "alert[0].above: above is infinite"));
+    CHECK(has(above("-inf"), "alert[0].above: above -inf is negative"));
+    CHECK(above("\"0.1234567890123\"") ==
+          "somrated.toml:9: alert[0].above: above 0.1234567890123 has 13 digits after the point; "
+          "at most 12 are accepted");
+    CHECK(has(above("0.1234567890123"), "has 13 digits after the point"));
+    CHECK(above("\"abc\"") ==
+          "somrated.toml:9: alert[0].above: above \"abc\" is not a number like 89.75");
+    CHECK(has(above("\"1e5\""), "above 1e5 has an exponent"));
+    CHECK(has(above("\"\""), "above is empty"));
+    CHECK(has(above("\"1234567890123456789\""), "has more than 18 significant digits"));
+    CHECK(above("true") ==
+          "somrated.toml:9: alert[0].above: expected a number like 90 or a string like \"89.75\", "
+          "not a boolean");
+  }
+  SUBCASE("hysteresis") {
+    CHECK(alert_error("name = \"a\"\ncurrency = \"USD\"\nabove = 90\nresolve_below = 90.5\n") ==
+          "somrated.toml:10: alert[0].resolve_below: resolve_below 90.5 is above the threshold "
+          "above = 90; it must be at most the threshold, since the rule resolves when the value "
+          "drops below it");
+    CHECK(
+        alert_error("name = \"a\"\ncurrency = \"USD\"\nabove = 90\nresolve_below = 90\n").empty());
+    CHECK(has(alert_error("name = \"a\"\ncurrency = \"USD\"\nabove = 90\nresolve_below = 0\n"),
+              "alert[0].resolve_below: resolve_below must be greater than 0, not 0"));
+    CHECK(has(alert_error("name = \"a\"\ncurrency = \"USD\"\nchange_pct = 2\nwindow = \"1d\"\n"
+                          "resolve_below = 3\n"),
+              "alert[0].resolve_below: resolve_below 3 is above the threshold change_pct = 2"));
+    CHECK(alert_error("name = \"a\"\ncurrency = \"USD\"\nbelow = 85\nresolve_above = 84.9\n") ==
+          "somrated.toml:10: alert[0].resolve_above: resolve_above 84.9 is below the threshold "
+          "below = 85; it must be at least the threshold, since the rule resolves when the rate "
+          "rises above it");
+    CHECK(has(alert_error("name = \"a\"\ncurrency = \"USD\"\nbelow = 85\nresolve_above = -1\n"),
+              "alert[0].resolve_above: resolve_above -1 is negative"));
+  }
+  SUBCASE("durations") {
+    const auto change = [](std::string_view extra) {
+      return alert_error("name = \"a\"\ncurrency = \"USD\"\nchange_pct = 2\n" + std::string(extra));
+    };
+    CHECK(change("") ==
+          "somrated.toml:6: alert[0]: window is required for change_pct rules: a positive "
+          "duration like \"24h\"");
+    CHECK(change("window = \"0\"\n") ==
+          "somrated.toml:10: alert[0].window: window \"0\" is not a positive duration (use 30s, "
+          "10m, 1h, 1d)");
+    CHECK(has(change("window = 24\n"),
+              "alert[0].window: expected a string like \"24h\", not an integer"));
+    CHECK(change("window = \"1d\"\ndirection = \"upp\"\n") ==
+          "somrated.toml:11: alert[0].direction: direction \"upp\" is not one of \"either\", "
+          "\"up\", \"down\"; did you mean \"up\"?");
+    CHECK(has(alert_error("name = \"a\"\nstale = \"0s\"\n"),
+              "alert[0].stale: stale \"0s\" is not a positive duration"));
+    CHECK(has(alert_error("name = \"a\"\nstale = 7200\n"),
+              "alert[0].stale: expected a string like \"2h\", not an integer"));
+    CHECK(alert_error("name = \"a\"\nstale = \"1h\"\nfor = \"soon\"\n") ==
+          "somrated.toml:9: alert[0].for: for \"soon\" is not a duration (use 0, 30s, 10m, 1h, "
+          "1d)");
+    CHECK(has(alert_error("name = \"a\"\nstale = \"1h\"\nrepeat = \"-1h\"\n"),
+              "alert[0].repeat: repeat \"-1h\" is not a duration"));
+    CHECK(has(alert_error("name = \"a\"\nstale = \"1h\"\nrepeat = 0\n"),
+              "alert[0].repeat: expected a string like \"6h\", not an integer"));
+    CHECK(alert_error("name = \"a\"\nstale = \"1h\"\nrepeat = \"0\"\nfor = \"0m\"\n").empty());
+  }
+  SUBCASE("labels") {
+    const auto labels = [](std::string_view value) {
+      return alert_error("name = \"a\"\nstale = \"1h\"\nlabels = " + std::string(value) + "\n");
+    };
+    CHECK(labels("{ \"sev-erity\" = \"x\" }") ==
+          "somrated.toml:9: alert[0].labels: label name \"sev-erity\" is not valid: use a letter "
+          "or '_', then letters, digits or '_'");
+    CHECK(has(labels("{ \"1x\" = \"x\" }"), "label name \"1x\" is not valid"));
+    CHECK(labels("{ alertname = \"x\" }") ==
+          "somrated.toml:9: alert[0].labels: label name \"alertname\" is reserved: somrated sets "
+          "alertname, currency, source, condition and test itself");
+    for (const char* reserved : {"currency", "source", "condition", "test"}) {
+      CAPTURE(reserved);
+      CHECK(has(labels("{ " + std::string(reserved) + " = \"x\" }"), "is reserved"));
+    }
+    CHECK(has(labels("{ __meta = \"x\" }"), "names starting with \"__\" are for internal use"));
+    CHECK(has(labels("{ severity = \"\" }"), "label \"severity\" has an empty value"));
+    CHECK(has(labels("{ severity = 1 }"),
+              "alert[0].labels: label \"severity\" must be a string, not an integer"));
+    CHECK(has(labels("[\"severity\"]"), "alert[0].labels: expected a table like"));
+    CHECK(labels("{ _x = \"1\", Team_2 = \"b\" }").empty());
+  }
+  SUBCASE("the alert section must be [[alert]] tables") {
+    CHECK(error_of("[alert]\nname = \"a\"\n") ==
+          "somrated.toml:1: alert: write [[alert]] (double brackets), one per rule");
+    CHECK(parse_config("alert = []\n", "x.toml").alerts.empty());
+  }
+}
+
+TEST_CASE("to_toml round trips notifiers and alerts") {
+  const temp_file token{"0123456789abcdef0123456789abcdef\n"};
+  const temp_file bot{"123:bot-token_x\n"};
+  const temp_file ca{"pem", ".pem"};
+  const std::string text = R"([server]
+listen = "127.0.0.1:0"
+token_file = ")" + token.path().string() +
+                           R"("
+external_url = "https://rates.example/somrated"
+
+[alerting]
+evaluate_every = "5s"
+
+[[source]]
+kind = "24kg"
+
+[[source]]
+name = "nb"
+kind = "nbkr"
+
+[[notifier]]
+name = "hook"
+kind = "webhook"
+url = "http://127.0.0.1:9000/hook?x=%221%22&y=1#top"
+headers = { Z-Last = "z", Authorization = "Bearer \"abc\"", "X-Tab" = "a\tb" }
+ca_file = ")" + ca.path().string() +
+                           R"("
+template = "line one\n{rule} \\ {value}"
+resolved_template = "ok: {rule}"
+
+[[notifier]]
+name = "am"
+kind = "alertmanager"
+url = "http://127.0.0.1:9093"
+resend = "90s"
+give_up = "2h"
+
+[[notifier]]
+name = "slack"
+kind = "slack"
+url = "https://hooks.slack.example/x"
+language = "ru"
+
+[[notifier]]
+name = "tg"
+kind = "telegram"
+chat_id = "@ops"
+bot_token = "1:a"
+
+[[notifier]]
+name = "tg2"
+kind = "telegram"
+chat_id = "-100"
+bot_token_file = ")" + bot.path().string() +
+                           R"("
+
+[[notifier]]
+name = "ntfy"
+kind = "ntfy"
+url = "https://ntfy.example/topic"
+priority = "max"
+tags = ["a", "b c"]
+
+[[notifier]]
+name = "exec"
+kind = "exec"
+command = "echo 'hi' > /dev/null"
+timeout = "3s"
+
+[[alert]]
+name = "above"
+currency = "USD"
+notify = ["hook", "am"]
+above = "90.10"
+for = "15m"
+resolve_below = 89.5
+repeat = "1w"
+labels = { severity = "warning", "team" = "f\"x" }
+
+[[alert]]
+name = "below"
+currency = "EUR"
+source = "nb"
+below = 85
+resolve_above = 86
+
+[[alert]]
+name = "change"
+currency = "RUB"
+change_pct = 2.25
+window = "90m"
+direction = "up"
+
+[[alert]]
+name = "spread"
+currency = "USD"
+spread_pct = 1
+against = "nb"
+resolve_below = "0.5"
+
+[[alert]]
+name = "stale"
+source = "nb"
+stale = "2h"
+notify = ["exec", "tg", "tg2", "ntfy", "slack"]
+)";
+  const auto c = parse_config(text, "full.toml");
+  REQUIRE(c.notifiers.size() == 7);
+  REQUIRE(c.alerts.size() == 5);
+  CHECK(c.server.token == "0123456789abcdef0123456789abcdef");
+  const auto out = somrated::to_toml(c);
+  CAPTURE(out);
+  CHECK(parse_config(out, "out.toml") == c);
+
+  SUBCASE("the token file is named, not copied") {
+    CHECK(has(out, "token_file = \"" + token.path().string() + "\"\n"));
+    CHECK_FALSE(has(out, "0123456789abcdef0123456789abcdef"));
+    CHECK(has(out, "bot_token_file = \"" + bot.path().string() + "\"\n"));
+    CHECK_FALSE(has(out, "bot-token_x"));
+  }
+  SUBCASE("one key per line, in schema order") {
+    for (const char* line :
+         {"external_url = \"https://rates.example/somrated\"\n",
+          "[alerting]\nevaluate_every = "
+          "\"5s\"\n",
+          "headers = { \"Z-Last\" = \"z\", \"Authorization\" = \"Bearer \\\"abc\\\"\", \"X-Tab\" = "
+          "\"a\\tb\" }\n",
+          "template = \"line one\\n{rule} \\\\ {value}\"\n",
+          "command = [\"/bin/sh\", \"-c\", "
+          "\"echo 'hi' > /dev/null\"]\n",
+          "tags = [\"a\", \"b c\"]\n", "resend = \"90s\"\n",
+          "name = \"above\"\ncurrency = \"USD\"\nsource = \"24kg\"\nnotify = [\"hook\", "
+          "\"am\"]\nabove = \"90.10\"\nfor = \"15m\"\nresolve_below = \"89.5\"\nrepeat = "
+          "\"1w\"\nlabels = { \"severity\" = \"warning\", \"team\" = \"f\\\"x\" }\n",
+          "name = \"change\"\ncurrency = \"RUB\"\nsource = \"24kg\"\nnotify = []\nchange_pct = "
+          "\"2.25\"\nwindow = \"90m\"\ndirection = \"up\"\nfor = \"0s\"\nrepeat = \"0s\"\n",
+          "name = \"stale\"\nsource = \"nb\"\nnotify = [\"exec\", \"tg\", \"tg2\", \"ntfy\", "
+          "\"slack\"]\nstale = \"2h\"\nfor = \"0s\"\nrepeat = \"0s\"\nlabels = {}\n"}) {
+      CAPTURE(line);
+      CHECK(has(out, line));
+    }
+  }
+  SUBCASE("an inline token and the defaults") {
+    config d = somrated::default_config();
+    d.server.token = "0123456789abcdef";
+    const auto inline_out = somrated::to_toml(d);
+    CHECK(has(inline_out, "token = \"0123456789abcdef\"\n"));
+    CHECK(parse_config(inline_out, "out.toml") == d);
+    const auto defaults = somrated::to_toml(somrated::default_config());
+    CHECK(has(defaults, "token = \"\"\nexternal_url = \"\"\n"));
+    CHECK(has(defaults, "[alerting]\nevaluate_every = \"15s\"\n"));
   }
 }
