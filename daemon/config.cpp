@@ -20,6 +20,7 @@
 #include "alert_rule_parts.hpp"
 #include "somrated/alert_rule.hpp"
 #include "somrated/log.hpp"
+#include "somrated/notify.hpp"
 #include "somrated/time.hpp"
 
 namespace somrated {
@@ -839,10 +840,14 @@ class config_reader {
     }
     if (const auto* v = t.get("template")) {
       c.template_firing = string(*v, path("template"), "\"{rule}: {currency} is {value}\"");
+      if (auto problem = template_problem(c.template_firing))
+        fail(v->source(), path("template"), *problem);
     }
     if (const auto* v = t.get("resolved_template")) {
       c.template_resolved =
           string(*v, path("resolved_template"), "\"{rule} resolved: {currency} is {value}\"");
+      if (auto problem = template_problem(c.template_resolved))
+        fail(v->source(), path("resolved_template"), *problem);
     }
     switch (c.kind) {
       case notifier_kind::telegram:

