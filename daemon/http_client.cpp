@@ -29,8 +29,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -73,8 +73,15 @@ constexpr std::chrono::milliseconds shutdown_timeout = std::chrono::seconds(2);
 /// Bound on interim (1xx) responses skipped before the final one.
 constexpr int max_interim_responses = 8;
 
-/// Sent with every request: the pages we scrape are HTML or XML.
+/// Sent with every GET: the pages we scrape are HTML or XML.
 constexpr std::string_view accept_value = "text/html,application/xml;q=0.9,*/*;q=0.8";
+
+/// Sent with every POST unless the caller names its own Accept: receivers answer as they like.
+constexpr std::string_view post_accept_value = "*/*";
+
+/// Request headers that frame the message or the connection; only the client sets them.
+constexpr std::string_view framing_headers[] = {"Host", "Content-Length", "Transfer-Encoding",
+                                                "Connection"};
 
 /// The User-Agent used when the request names none.
 std::string default_user_agent() {
@@ -84,6 +91,45 @@ std::string default_user_agent() {
 /// True when value could not be sent as one header field value (CR, LF or NUL).
 bool breaks_header(std::string_view value) {
   return value.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos;
+}
+
+/// True when name is an HTTP token (RFC 9110 section 5.6.2), as a field name must be.
+bool is_token(std::string_view name) {
+  constexpr std::string_view specials = "!#$%&'*+-.^_`|~";
+  return !name.empty() && std::all_of(name.begin(), name.end(), [&](char c) {
+    const auto byte = static_cast<unsigned char>(c);
+    return (byte >= '0' && byte <= '9') || (byte >= 'a' && byte <= 'z') ||
+           (byte >= 'A' && byte <= 'Z') || specials.find(c) != std::string_view::npos;
+  });
+}
+
+/// True for the statuses a GET follows to their Location.
+bool is_redirect(int status) {
+  return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+/// Why req cannot be sent as asked, or "" when it can.
+///
+/// Checked before anything touches the network. A header value is never quoted back:
+/// it may be a credential (Authorization).
+std::string request_problem(const fetch_request& req) {
+  if (req.timeout <= std::chrono::milliseconds::zero())
+    return fmt::format("invalid timeout of {} ms", req.timeout.count());
+  if (req.method != "GET" && req.method != "POST")
+    return fmt::format("unsupported method '{}'", excerpt(req.method, 20));
+  if (req.method == "GET" && !req.body.empty()) return "a GET request cannot carry a body";
+  if (breaks_header(req.etag) || breaks_header(req.last_modified) || breaks_header(req.user_agent))
+    return "invalid request header value (CR, LF or NUL)";
+  for (const auto& [name, value] : req.headers) {
+    if (!is_token(name)) return fmt::format("invalid request header name '{}'", excerpt(name, 60));
+    for (std::string_view framing : framing_headers) {
+      if (beast::iequals(name, framing))
+        return fmt::format("request header '{}' is set by the client", framing);
+    }
+    if (breaks_header(value))
+      return fmt::format("invalid value for request header '{}' (CR, LF or NUL)", name);
+  }
+  return {};
 }
 
 /// The text for an errno value; thread-safe, unlike strerror.
@@ -248,13 +294,13 @@ class fetch_op : public std::enable_shared_from_this<fetch_op> {
   void on_connect(beast::error_code ec, const tcp::endpoint&);
   /// Goes on to writing once the peer is verified.
   void on_handshake(beast::error_code ec);
-  /// Sends the GET.
+  /// Sends the request: GET, or POST with its body.
   void do_write();
   /// Goes on to reading the response.
   void on_write(beast::error_code ec, std::size_t);
   /// Reads the status line and header with a fresh, bounded parser.
   void do_read_header();
-  /// Decides by status: 304, redirect, body, or error.
+  /// Decides by status: 304, redirect, body, or error (whose body is read as well).
   void on_read_header(beast::error_code ec, std::size_t);
   /// Moves to the next hop after a 3xx, within max_redirects.
   void follow(int status, std::string_view location);
@@ -262,8 +308,15 @@ class fetch_op : public std::enable_shared_from_this<fetch_op> {
   void do_read_body();
   /// Loops until the body is complete.
   void on_read_body(beast::error_code ec, std::size_t);
-  /// Delivers the complete 2xx response.
+  /// Delivers the complete response: the 2xx body, or the refusal with what it said.
   void on_complete();
+  /// The error result for a final status that is not a success: "HTTP 503 Service
+  /// Unavailable (Retry-After: 5)", or for a POST "HTTP 302 Found (redirects are not
+  /// followed for POST)"; status and retry_after set, body empty.
+  fetch_result refusal(const http::response<http::string_body>& res) const;
+  /// True when a response with this status ends in refusal() rather than a body, a 304
+  /// or a redirect followed.
+  bool refuses(int status) const;
 
   /// Fails the fetch if it was aborted or ec is set; true when it did.
   bool failed(beast::error_code ec);
@@ -271,7 +324,7 @@ class fetch_op : public std::enable_shared_from_this<fetch_op> {
   void fail(std::string reason);
   /// Delivers an error result and drops the connection.
   void fail_with(fetch_result r);
-  /// Delivers a success and closes the connection politely.
+  /// Delivers the result of a complete response and closes the connection politely.
   void succeed(fetch_result r);
   /// Hands r to the client, once.
   void finish(fetch_result r);
@@ -279,6 +332,8 @@ class fetch_op : public std::enable_shared_from_this<fetch_op> {
   std::string describe(const beast::error_code& ec) const;
   /// The HTTP status read so far, or 0.
   int status_read() const;
+  /// The Retry-After header read so far, or "".
+  std::string retry_after_read() const;
 
   std::shared_ptr<client_state> client_;       ///< TLS contexts, and where done goes.
   net::strand<net::any_io_executor> strand_;   ///< Serialises every step of this fetch.
@@ -292,8 +347,9 @@ class fetch_op : public std::enable_shared_from_this<fetch_op> {
   std::unique_ptr<beast::tcp_stream> plain_;   ///< The connection, for http.
   std::unique_ptr<tls_stream> tls_;            ///< The connection, for https.
   beast::flat_buffer buffer_{buffer_limit};    ///< Bytes read but not yet parsed.
-  http::request<http::empty_body> request_;    ///< Kept alive while it is written.
+  http::request<http::string_body> request_;   ///< Kept alive while it is written.
   std::optional<http::response_parser<http::string_body>> parser_;  ///< One per response.
+  std::optional<fetch_result> refusal_;  ///< A non-2xx result waiting for its body to be read.
   std::string step_;                ///< What is being done, for error texts: "connect host:port".
   std::string abort_reason_;        ///< Set once the fetch is being torn down.
   int redirects_ = 0;               ///< Redirects followed so far.
@@ -392,6 +448,7 @@ void fetch_op::begin_hop() {
   tls_.reset();
   plain_.reset();
   parser_.reset();
+  refusal_.reset();
   buffer_.consume(buffer_.size());
   host_mismatch_ = false;
   interim_ = 0;
@@ -470,18 +527,28 @@ void fetch_op::on_handshake(beast::error_code ec) {
 
 void fetch_op::do_write() {
   step_ = fmt::format("send request to {}", target_.authority);
+  const bool post = req_.method == "POST";
   request_ = {};
-  request_.method(http::verb::get);
+  request_.method(post ? http::verb::post : http::verb::get);
   request_.target(target_.target);
   request_.version(11);
   request_.set(http::field::host, target_.host_header);
   request_.set(http::field::user_agent,
                req_.user_agent.empty() ? default_user_agent() : req_.user_agent);
-  request_.set(http::field::accept, accept_value);
+  request_.set(http::field::accept, post ? post_accept_value : accept_value);
   request_.set(http::field::accept_encoding, "identity");
   request_.set(http::field::connection, "close");
   if (!req_.etag.empty()) request_.set(http::field::if_none_match, req_.etag);
   if (!req_.last_modified.empty()) request_.set(http::field::if_modified_since, req_.last_modified);
+  // The caller's headers come last, in order. One that names a default (User-Agent,
+  // Accept, ...) replaces it; the defaults are erased first so that a name the caller
+  // repeats is sent as often as given.
+  for (const auto& header : req_.headers) request_.erase(header.first);
+  for (const auto& [name, value] : req_.headers) request_.insert(name, value);
+  if (post) {
+    request_.body() = req_.body;
+    request_.content_length(request_.body().size());
+  }
   lowest().expires_after(req_.timeout);
   with_stream([this](auto& s) {
     http::async_write(s, request_,
@@ -520,6 +587,7 @@ void fetch_op::on_read_header(beast::error_code ec, std::size_t) {
   if (status == 304) {
     fetch_result r;
     r.status = status;
+    r.retry_after = std::string(res[http::field::retry_after]);
     if (req_.etag.empty() && req_.last_modified.empty()) {
       r.error = "HTTP 304 Not Modified to an unconditional request";
       return fail_with(std::move(r));
@@ -532,23 +600,40 @@ void fetch_op::on_read_header(beast::error_code ec, std::size_t) {
     r.last_modified = last_modified.empty() ? req_.last_modified : std::string(last_modified);
     return succeed(std::move(r));
   }
-  if (status == 301 || status == 302 || status == 303 || status == 307 || status == 308)
-    return follow(status, res[http::field::location]);
-  if (status >= 200 && status < 300) return do_read_body();
+  if (!refuses(status)) {
+    if (is_redirect(status)) return follow(status, res[http::field::location]);
+    return do_read_body();
+  }
+  // The body of a refusal is read too, under the same bounds, so that the caller can
+  // report what the receiver said; on_complete() then delivers refusal_ with it.
+  refusal_ = refusal(res);
+  do_read_body();
+}
 
+fetch_result fetch_op::refusal(const http::response<http::string_body>& res) const {
   fetch_result r;
-  r.status = status;
+  r.status = res.result_int();
+  r.retry_after = std::string(res[http::field::retry_after]);
   const std::string_view reason =
       res.reason().empty() ? http::obsolete_reason(res.result()) : res.reason();
-  r.error = fmt::format("HTTP {} {}", status, excerpt(reason, 60));
-  if (const auto retry = res[http::field::retry_after]; !retry.empty())
-    r.error += fmt::format(" (Retry-After: {})", excerpt(retry, 40));
-  fail_with(std::move(r));
+  r.error = fmt::format("HTTP {} {}", r.status, excerpt(reason, 60));
+  if (is_redirect(r.status)) {
+    r.error += fmt::format(" (redirects are not followed for {})", req_.method);
+  } else if (!r.retry_after.empty()) {
+    r.error += fmt::format(" (Retry-After: {})", excerpt(r.retry_after, 40));
+  }
+  return r;
+}
+
+bool fetch_op::refuses(int status) const {
+  if (status < 300 || status == 304) return false;
+  return !(is_redirect(status) && req_.method == "GET");
 }
 
 void fetch_op::follow(int status, std::string_view location) {
   fetch_result r;
   r.status = status;
+  r.retry_after = std::string(parser_->get()[http::field::retry_after]);
   if (location.empty()) {
     r.error = fmt::format("HTTP {} redirect without a Location", status);
     return fail_with(std::move(r));
@@ -588,8 +673,14 @@ void fetch_op::on_read_body(beast::error_code ec, std::size_t) {
 
 void fetch_op::on_complete() {
   auto res = parser_->release();
+  if (refusal_) {
+    fetch_result r = std::move(*refusal_);
+    r.body = std::move(res.body());
+    return succeed(std::move(r));
+  }
   fetch_result r;
   r.status = res.result_int();
+  r.retry_after = std::string(res[http::field::retry_after]);
   r.etag = std::string(res[http::field::etag]);
   r.last_modified = std::string(res[http::field::last_modified]);
   r.body = std::move(res.body());
@@ -597,16 +688,28 @@ void fetch_op::on_complete() {
 }
 
 bool fetch_op::failed(beast::error_code ec) {
+  if (!ec && abort_reason_.empty()) return false;
+  if (refusal_) {
+    // The status is the news; a refusal whose body cannot be read in full (too large,
+    // too slow, cut off) is still reported as such, with the body left empty.
+    fail_with(std::move(*refusal_));
+    return true;
+  }
   if (!abort_reason_.empty()) {
     fail(abort_reason_);
     return true;
   }
-  if (!ec) return false;
   if (ec == http::error::body_limit) {
-    // A Content-Length over the limit fails while the header is parsed, after the
-    // status line; the status is known even though the header is not complete.
+    // A Content-Length over the limit fails at the end of the header, before the parser
+    // calls it done; the status line and every field have been read by then.
+    const auto& res = parser_->get();
+    if (refuses(res.result_int())) {
+      fail_with(refusal(res));
+      return true;
+    }
     fetch_result r;
-    r.status = parser_ ? parser_->get().result_int() : 0;
+    r.status = res.result_int();
+    r.retry_after = std::string(res[http::field::retry_after]);
     r.error = fmt::format("body exceeds {} bytes", req_.max_body);
     fail_with(std::move(r));
     return true;
@@ -618,6 +721,7 @@ bool fetch_op::failed(beast::error_code ec) {
 void fetch_op::fail(std::string reason) {
   fetch_result r;
   r.status = status_read();
+  r.retry_after = retry_after_read();
   r.error = fmt::format("{}: {}", step_, reason);
   fail_with(std::move(r));
 }
@@ -675,6 +779,12 @@ int fetch_op::status_read() const {
   return parser_ && parser_->is_header_done() ? parser_->get().result_int() : 0;
 }
 
+std::string fetch_op::retry_after_read() const {
+  return parser_ && parser_->is_header_done()
+             ? std::string(parser_->get()[http::field::retry_after])
+             : std::string();
+}
+
 }  // namespace
 
 /// The client's shared state; fetch_op holds it as client_state.
@@ -700,16 +810,16 @@ void http_client::async_fetch(fetch_request req, handler done) {
     r.error = std::move(error);
     impl_->deliver(std::move(done), std::move(r));
   };
-  if (req.timeout <= std::chrono::milliseconds::zero())
-    return fail_now(fmt::format("invalid timeout of {} ms", req.timeout.count()));
+  if (std::string problem = request_problem(req); !problem.empty())
+    return fail_now(std::move(problem));
   req.timeout = std::min(req.timeout, max_timeout);
-  if (breaks_header(req.etag) || breaks_header(req.last_modified) || breaks_header(req.user_agent))
-    return fail_now("invalid request header value (CR, LF or NUL)");
 
   auto parsed = detail::parse_fetch_url(req.url);
   if (!parsed.target) return fail_now(std::move(parsed.error));
 
   if (parsed.target->scheme == detail::url_scheme::file) {
+    if (req.method != "GET")
+      return fail_now(fmt::format("file:// URLs take GET only, not {}", req.method));
     // Local files are small and capped, so they are read on the executor; the post keeps
     // done from ever running inside async_fetch.
     net::post(impl_->executor(), [state = impl_, target = std::move(*parsed.target),

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <thread>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -242,6 +243,16 @@ fetch_request get(std::string url, std::chrono::milliseconds timeout = 3s) {
   return r;
 }
 
+/// A POST of body to url with a short per-operation timeout.
+fetch_request post(std::string url, std::string body,
+                   std::vector<std::pair<std::string, std::string>> headers = {}) {
+  fetch_request r = get(std::move(url));
+  r.method = "POST";
+  r.body = std::move(body);
+  r.headers = std::move(headers);
+  return r;
+}
+
 /// One fetch driven to completion on a private io_context.
 struct outcome {
   fetch_result result;
@@ -461,18 +472,21 @@ TEST_CASE("http_client reports HTTP error statuses") {
     }
   });
 
-  SUBCASE("500") {
+  SUBCASE("500, with the body the server sent") {
     const auto out = fetch(get(srv.url("/500")));
     CHECK_FALSE(out.result.ok());
     CHECK(out.result.error == "HTTP 500 Internal Server Error");
     CHECK(out.result.status == 500);
-    CHECK(out.result.body.empty());
+    CHECK(out.result.body == "oops");
+    CHECK(out.result.retry_after == "");
     CHECK(out.calls == 1);
   }
   SUBCASE("503 with Retry-After") {
     const auto out = fetch(get(srv.url("/503")));
     CHECK(out.result.error == "HTTP 503 Service Unavailable (Retry-After: 5)");
     CHECK(out.result.status == 503);
+    CHECK(out.result.retry_after == "5");
+    CHECK(out.result.body == "busy");
   }
   SUBCASE("an empty reason phrase falls back to the standard one") {
     const auto out = fetch(get(srv.url("/missing")));
@@ -752,6 +766,209 @@ TEST_CASE("http_client rejects bad requests without touching the network") {
   CHECK(error_for(get("http://127.0.0.1:9/", 0ms)) == "invalid timeout of 0 ms");
 }
 
+TEST_CASE("http_client sends POST requests") {
+  test_server srv([](test_conn& c) -> net::awaitable<void> {
+    const std::string target(c.request.target());
+    if (target.starts_with("/hook")) {
+      co_await c.send(response(202, "Accepted", "queued", "Retry-After: 1\r\n"));
+    } else if (target == "/busy") {
+      co_await c.send(response(503, "Service Unavailable", "try later",
+                               "Retry-After: Wed, 21 Oct 2025 07:28:00 GMT\r\n"));
+    } else if (target == "/bad") {
+      co_await c.send(response(400, "Bad Request", "{\"error\":\"missing text\"}"));
+    } else if (target == "/chunked-404") {
+      co_await c.send("HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n");
+      co_await c.send("3\r\nno \r\n4\r\nsuch\r\n0\r\n\r\n");
+    } else if (target == "/moved") {
+      co_await c.send(response(302, "Found", "", "Location: /hook\r\n"));
+    } else if (target == "/see-other") {
+      co_await c.send(response(303, "See Other", "", "Location: /hook\r\n"));
+    } else if (target == "/huge-error") {
+      co_await c.send(
+          "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5000\r\n"
+          "Retry-After: 30\r\n\r\n");
+      co_await c.hold();
+    } else if (target == "/huge-chunked-error") {
+      co_await c.send("HTTP/1.1 502 Bad Gateway\r\nTransfer-Encoding: chunked\r\n\r\n");
+      for (int i = 0; i < 5; ++i)
+        co_await c.send(fmt::format("12c\r\n{}\r\n", std::string(300, 'x')));
+      co_await c.send("0\r\n\r\n");
+    } else if (target == "/stalled-error") {
+      co_await c.send("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 100\r\n\r\nhalf");
+      co_await c.hold();
+    } else {
+      co_await c.send(response(200, "OK", "ok"));
+    }
+  });
+
+  SUBCASE("the body and headers arrive exactly") {
+    const std::string body = "{\"eventId\":\"e-1\",\"text\":\"USD > 90\\r\\n\u00e9\"}";
+    const auto out = fetch(post(srv.url("/hook?x=1"), body,
+                                {{"Content-Type", "application/json"},
+                                 {"Authorization", "Bearer abc"},
+                                 {"X-Somrated-Event-Id", "e-1"},
+                                 {"X-Tag", "one"},
+                                 {"X-Tag", "two"}}));
+    CHECK(out.result.error == "");
+    CHECK(out.result.ok());
+    CHECK(out.result.status == 202);
+    CHECK(out.result.body == "queued");
+    CHECK(out.result.retry_after == "1");
+
+    const auto seen = srv.requests();
+    REQUIRE(seen.size() == 1);
+    const auto& req = seen[0];
+    CHECK(req.method() == http::verb::post);
+    CHECK(req.target() == "/hook?x=1");
+    CHECK(req.body() == body);
+    CHECK(req[http::field::content_length] == std::to_string(body.size()));
+    CHECK(req[http::field::content_type] == "application/json");
+    CHECK(req[http::field::authorization] == "Bearer abc");
+    CHECK(req["X-Somrated-Event-Id"] == "e-1");
+    CHECK(req[http::field::host] == fmt::format("127.0.0.1:{}", srv.port()));
+    CHECK(req[http::field::user_agent] ==
+          fmt::format("somrated/{} (exchange-rate tracker)", somrated::version));
+    CHECK(req[http::field::accept] == "*/*");
+    CHECK(req[http::field::connection] == "close");
+    CHECK(req.count(http::field::transfer_encoding) == 0);
+    std::vector<std::string> tags;
+    for (const auto& f : req) {
+      if (f.name_string() == "X-Tag") tags.emplace_back(f.value());
+    }
+    CHECK(tags == std::vector<std::string>{"one", "two"});
+  }
+  SUBCASE("an empty body is sent with Content-Length 0") {
+    const auto out = fetch(post(srv.url("/"), ""));
+    CHECK(out.result.ok());
+    REQUIRE(srv.requests().size() == 1);
+    CHECK(srv.requests()[0][http::field::content_length] == "0");
+    CHECK(srv.requests()[0].body() == "");
+  }
+  SUBCASE("a header the caller names replaces the default") {
+    const auto out = fetch(post(srv.url("/"), "x", {{"accept", "application/json"}}));
+    CHECK(out.result.ok());
+    REQUIRE(srv.requests().size() == 1);
+    CHECK(srv.requests()[0].count(http::field::accept) == 1);
+    CHECK(srv.requests()[0][http::field::accept] == "application/json");
+  }
+  SUBCASE("503 keeps its body and Retry-After") {
+    const auto out = fetch(post(srv.url("/busy"), "x"));
+    CHECK_FALSE(out.result.ok());
+    CHECK(out.result.status == 503);
+    CHECK(out.result.error ==
+          "HTTP 503 Service Unavailable (Retry-After: Wed, 21 Oct 2025 07:28:00 GMT)");
+    CHECK(out.result.retry_after == "Wed, 21 Oct 2025 07:28:00 GMT");
+    CHECK(out.result.body == "try later");
+  }
+  SUBCASE("a 4xx keeps its body, chunked or not") {
+    const auto bad = fetch(post(srv.url("/bad"), "{}"));
+    CHECK(bad.result.error == "HTTP 400 Bad Request");
+    CHECK(bad.result.status == 400);
+    CHECK(bad.result.body == "{\"error\":\"missing text\"}");
+    CHECK(bad.result.retry_after == "");
+    const auto missing = fetch(post(srv.url("/chunked-404"), "{}"));
+    CHECK(missing.result.error == "HTTP 404 Not Found");
+    CHECK(missing.result.body == "no such");
+  }
+  SUBCASE("redirects are not followed") {
+    for (const std::string path : {"/moved", "/see-other"}) {
+      CAPTURE(path);
+      const auto out = fetch(post(srv.url(path), "x"));
+      CHECK_FALSE(out.result.ok());
+      CHECK(out.result.final_url == srv.url(path));
+    }
+    CHECK(fetch(post(srv.url("/moved"), "x")).result.error ==
+          "HTTP 302 Found (redirects are not followed for POST)");
+    CHECK(fetch(post(srv.url("/moved"), "x")).result.status == 302);
+    CHECK(fetch(post(srv.url("/see-other"), "x")).result.error ==
+          "HTTP 303 See Other (redirects are not followed for POST)");
+    const auto seen = srv.requests();
+    CHECK(std::none_of(seen.begin(), seen.end(),
+                       [](const auto& r) { return r.target() == "/hook"; }));
+  }
+  SUBCASE("an error body over max_body keeps the status and the error, not the body") {
+    auto req = post(srv.url("/huge-error"), "x");
+    req.max_body = 1000;
+    const auto declared = fetch(req);
+    CHECK(declared.result.error == "HTTP 500 Internal Server Error (Retry-After: 30)");
+    CHECK(declared.result.status == 500);
+    CHECK(declared.result.retry_after == "30");
+    CHECK(declared.result.body.empty());
+    CHECK(declared.elapsed < 2s);
+    req.url = srv.url("/huge-chunked-error");
+    const auto chunked = fetch(req);
+    CHECK(chunked.result.error == "HTTP 502 Bad Gateway");
+    CHECK(chunked.result.status == 502);
+    CHECK(chunked.result.body.empty());
+  }
+  SUBCASE("an error body that stalls is bounded by the read deadline") {
+    auto req = post(srv.url("/stalled-error"), "x");
+    req.timeout = 300ms;
+    const auto out = fetch(req);
+    CHECK(out.result.error == "HTTP 503 Service Unavailable");
+    CHECK(out.result.status == 503);
+    CHECK(out.result.body.empty());
+    CHECK(out.elapsed >= 250ms);
+    CHECK(out.elapsed < 3s);
+  }
+}
+
+TEST_CASE("http_client refuses a bad POST before connecting") {
+  // A listener that never accepts: a connection attempt would wait in its queue.
+  net::io_context ioc;
+  tcp::acceptor listener(ioc, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0));
+  const auto url = fmt::format("http://127.0.0.1:{}/hook", listener.local_endpoint().port());
+  auto error_for = [&](fetch_request req) {
+    const auto out = fetch(std::move(req));
+    CHECK(out.calls == 1);
+    CHECK(out.result.status == 0);
+    return out.result.error;
+  };
+
+  CHECK(error_for(post(url, "x", {{"X-Evil", "a\r\nX-Injected: 1"}})) ==
+        "invalid value for request header 'X-Evil' (CR, LF or NUL)");
+  CHECK(error_for(post(url, "x", {{"X-Evil", "a\nb"}})) ==
+        "invalid value for request header 'X-Evil' (CR, LF or NUL)");
+  CHECK(error_for(post(url, "x", {{"X-Evil", std::string("a\0b", 3)}})) ==
+        "invalid value for request header 'X-Evil' (CR, LF or NUL)");
+  CHECK(error_for(post(url, "x", {{"X-Evil\r\nX-Injected", "1"}})) ==
+        "invalid request header name 'X-Evil??X-Injected'");
+  CHECK(error_for(post(url, "x", {{"Bad Name", "1"}})) == "invalid request header name 'Bad Name'");
+  CHECK(error_for(post(url, "x", {{"X-Colon:", "1"}})) == "invalid request header name 'X-Colon:'");
+  CHECK(error_for(post(url, "x", {{"", "1"}})) == "invalid request header name ''");
+  CHECK(error_for(post(url, "x", {{"content-length", "1"}})) ==
+        "request header 'Content-Length' is set by the client");
+  CHECK(error_for(post(url, "x", {{"Host", "other.example"}})) ==
+        "request header 'Host' is set by the client");
+  CHECK(error_for(post(url, "x", {{"Transfer-Encoding", "chunked"}})) ==
+        "request header 'Transfer-Encoding' is set by the client");
+  auto put = post(url, "x");
+  put.method = "PUT";
+  CHECK(error_for(put) == "unsupported method 'PUT'");
+  put.method = "post";
+  CHECK(error_for(put) == "unsupported method 'post'");
+  auto get_with_body = get(url);
+  get_with_body.body = "x";
+  CHECK(error_for(get_with_body) == "a GET request cannot carry a body");
+  auto get_with_header = get(url);
+  get_with_header.headers = {{"X-Evil", "a\r\nb"}};
+  CHECK(error_for(get_with_header) == "invalid value for request header 'X-Evil' (CR, LF or NUL)");
+
+  listener.non_blocking(true);
+  boost::system::error_code ec;
+  tcp::socket pending(ioc);
+  listener.accept(pending, ec);
+  CHECK(ec == net::error::would_block);
+}
+
+TEST_CASE("http_client sends file:// URLs GET only") {
+  temp_dir dir;
+  write_file(dir.path() / "f", "x");
+  const auto out = fetch(post("file://" + (dir.path() / "f").string(), "payload"));
+  CHECK(out.result.error == "file:// URLs take GET only, not POST");
+  CHECK(out.calls == 1);
+}
+
 TEST_CASE("fetch URLs are taken apart for the wire") {
   using somrated::detail::parse_fetch_url;
   using somrated::detail::resolve_redirect;
@@ -835,6 +1052,24 @@ TEST_CASE("http_client verifies HTTPS peers") {
     CHECK(srv.server_names() == std::vector<std::string>{"localhost"});
     REQUIRE(srv.requests().size() == 1);
     CHECK(srv.requests()[0][http::field::host] == fmt::format("localhost:{}", srv.port()));
+  }
+  SUBCASE("a POST over TLS") {
+    auto tls = server_context(dir.path(), "localhost");
+    test_server srv(serve("{\"ok\":true}"), &tls);
+    auto req = post(srv.url("/bot123:ABC/sendMessage", "localhost"), "{\"text\":\"hi\"}",
+                    {{"Content-Type", "application/json"}});
+    req.ca_file = ca;
+    const auto out = fetch(req);
+    CHECK(out.result.error == "");
+    CHECK(out.result.status == 200);
+    CHECK(out.result.body == "{\"ok\":true}");
+    const auto requests = srv.requests();
+    REQUIRE(requests.size() == 1);
+    const auto& seen = requests[0];
+    CHECK(seen.method() == http::verb::post);
+    CHECK(seen.target() == "/bot123:ABC/sendMessage");
+    CHECK(seen[http::field::content_type] == "application/json");
+    CHECK(seen.body() == "{\"text\":\"hi\"}");
   }
   SUBCASE("an IP literal is checked against the IP SAN and gets no SNI") {
     auto tls = server_context(dir.path(), "localhost");
