@@ -813,8 +813,10 @@ TEST_CASE("[[notifier]] errors name the key and what would be valid") {
     CHECK(has(webhook("template = 1\n"), "notifier[0].template: expected a string"));
     CHECK(has(webhook("resolved_template = []\n"),
               "notifier[0].resolved_template: expected a string"));
-    // Template syntax is not checked here.
-    CHECK(webhook("template = \"{nonsense\"\n").empty());
+    CHECK(has(webhook("template = \"{nonsense\"\n"), "somrated.toml:5: notifier[0].template: "));
+    CHECK(has(webhook("resolved_template = \"{ruel} is back\"\n"),
+              "notifier[0].resolved_template: unknown placeholder {ruel}"));
+    CHECK(webhook("template = \"{rule}: {currency} {value} (was {threshold})\"\n").empty());
     CHECK(webhook("ca_file = \"/nonexistent/ca.pem\"\n") ==
           "somrated.toml:5: notifier[0].ca_file: cannot read \"/nonexistent/ca.pem\": No such file "
           "or directory");

@@ -28,7 +28,8 @@ struct fetch_request {
   std::string user_agent;  ///< Empty = "somrated/<version> (exchange-rate tracker)".
 };
 
-/// The outcome of a fetch. Exactly one of: error set, not_modified, or a 2xx body.
+/// The outcome of a fetch: error set (perhaps with the body the peer sent), not_modified,
+/// or a 2xx body.
 struct fetch_result {
   std::string
       error;  ///< Empty on success; else what failed and where ("connect 127.0.0.1:8443: Connection
