@@ -20,7 +20,9 @@ namespace {
 constexpr long double percent_tolerance = 1e-12L;
 
 /// A decimal as a long double, parsed from its text for the most precision.
-long double exact_value(const decimal& d) { return std::strtold(d.text().c_str(), nullptr); }
+long double exact_value(const decimal& d) {
+  return std::strtold(d.text().c_str(), nullptr);
+}
 
 /// True when measured is at least level, within percent_tolerance.
 bool at_least(long double measured, const decimal& level) {
@@ -230,7 +232,8 @@ std::size_t alert_engine::evaluate(store& db, timestamp now) {
       in.past = db.value_at(rule.source, rule.currency, now - rule.window);
     if (rule.condition == alert_condition::spread_pct)
       in.other = find_rate(latest_of(rule.against), rule.currency);
-    if (rule.condition == alert_condition::stale) in.last_success = db.health(rule.source).last_success;
+    if (rule.condition == alert_condition::stale)
+      in.last_success = db.health(rule.source).last_success;
 
     const measurement m = measure(rule, in, now, prev.created_at);
     const step_result r = step(rule, prev, m, now);
@@ -286,8 +289,8 @@ alert_engine::removal alert_engine::remove(store& db, std::string_view name, tim
     if (r.name == name) return removal::read_only;
   const rule_set set = load_rules(db, *cfg_);
   const auto stored = db.stored_rules();
-  const bool exists = std::any_of(stored.begin(), stored.end(),
-                                  [&](const auto& s) { return s.first == name; });
+  const bool exists =
+      std::any_of(stored.begin(), stored.end(), [&](const auto& s) { return s.first == name; });
   if (!exists) return removal::not_found;
 
   alert_update update;
@@ -297,8 +300,7 @@ alert_engine::removal alert_engine::remove(store& db, std::string_view name, tim
     auto rule = std::find_if(set.rules.begin(), set.rules.end(),
                              [&](const alert_rule& r) { return r.name == name; });
     if (rule != set.rules.end()) {
-      update.events.emplace_back(make_event(*rule, s, event_kind::resolved, now, {}),
-                                 rule->notify);
+      update.events.emplace_back(make_event(*rule, s, event_kind::resolved, now, {}), rule->notify);
     }
   }
   // The state and the resolved event first, then the rule: a crash in between leaves a

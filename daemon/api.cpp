@@ -100,8 +100,8 @@ bool path_matches(std::string_view pattern, std::string_view path, std::string& 
 /// known but not the method, the methods it allows.
 struct route_match {
   const route* r = nullptr;
-  std::string name;    ///< The "{name}" segment, if any.
-  std::string allow;   ///< "GET, HEAD, POST" when the path matched but the method did not.
+  std::string name;   ///< The "{name}" segment, if any.
+  std::string allow;  ///< "GET, HEAD, POST" when the path matched but the method did not.
 };
 
 /// Finds the route for method and a percent-decoded path.
@@ -284,8 +284,8 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
     if (r.needs == access::writer) check_bearer(req, cfg_->server.token);
     if (r.needs != access::none && !db) return std::nullopt;
     const query_params params = collect_params(*url, r);
-    const request_context ctx{req,    db,       *cfg_,  board_, params, pretty, now(),
-                              m.name, engine_, &alerts_changed_};
+    const request_context ctx{req,    db,    *cfg_,  board_,  params,
+                              pretty, now(), m.name, engine_, &alerts_changed_};
     return r.handler(ctx);
   } catch (const api_error& e) {
     auto res = error_response(req.version(), e.status(), e.code(), e.what(), pretty);

@@ -98,8 +98,8 @@ void write_delivery_summary(json_writer& w, const delivery& d) {
 }
 
 /// Writes one rule with its state and last event.
-void write_alert(json_writer& w, store& db, const alert_rule& rule,
-                 const alert_state* state, std::string_view broken) {
+void write_alert(json_writer& w, store& db, const alert_rule& rule, const alert_state* state,
+                 std::string_view broken) {
   w.begin_object();
   w.key("name").value(rule.name);
   w.key("origin").value(rule.from_config ? "config" : "api");
@@ -151,9 +151,9 @@ std::size_t parse_limit(std::optional<std::string_view> text) {
   const auto* end = text->data() + text->size();
   const auto res = std::from_chars(text->data(), end, n);
   if (res.ec != std::errc() || res.ptr != end || n == 0 || n > max_event_limit) {
-    throw api_error(http::status::bad_request, "invalid_parameter",
-                    fmt::format("limit: {} is not a number from 1 to {}", quote(*text),
-                                max_event_limit));
+    throw api_error(
+        http::status::bad_request, "invalid_parameter",
+        fmt::format("limit: {} is not a number from 1 to {}", quote(*text), max_event_limit));
   }
   return n;
 }

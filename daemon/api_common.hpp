@@ -49,14 +49,14 @@ using query_params = std::map<std::string, std::string, std::less<>>;
 
 /// Everything an endpoint needs to answer one request.
 struct request_context {
-  const http_request& req;     ///< The request itself.
-  store* db;                   ///< Reads go here; null for routes that do not read.
-  const config& cfg;           ///< The configured sources, in order.
-  const source_board& board;   ///< Next scrape times.
-  const query_params& params;  ///< The validated query.
-  bool pretty = false;         ///< Indent JSON output (`?pretty`).
-  timestamp now;               ///< The request's notion of the current time.
-  std::string_view path_name;  ///< The "{name}" segment of the path, if the route has one.
+  const http_request& req;         ///< The request itself.
+  store* db;                       ///< Reads go here; null for routes that do not read.
+  const config& cfg;               ///< The configured sources, in order.
+  const source_board& board;       ///< Next scrape times.
+  const query_params& params;      ///< The validated query.
+  bool pretty = false;             ///< Indent JSON output (`?pretty`).
+  timestamp now;                   ///< The request's notion of the current time.
+  std::string_view path_name;      ///< The "{name}" segment of the path, if the route has one.
   alert_engine* engine = nullptr;  ///< Alert writes (writer thread only); may be null.
   const std::function<void()>* alerts_changed = nullptr;  ///< Wakes the dispatcher.
 

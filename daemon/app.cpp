@@ -182,17 +182,17 @@ class daemon_parts {
     writer_.stop();
   }
 
-  std::shared_ptr<const config> cfg_;  ///< Shared with the API.
-  logger& log_;                        ///< Everyone's log.
-  net::io_context ioc_{1};             ///< The network thread's loop.
-  source_board board_;                 ///< Next scrape times, scheduler to API.
-  alert_engine engine_;                ///< Alert rules; used on the writer thread only.
-  db_worker writer_;                   ///< The read-write store; scrapes are stored here.
-  reader_pool readers_;                ///< Read-only stores for the API.
-  api routes_;                         ///< Request -> response.
-  http_server server_;                 ///< The listener and sessions.
-  dispatcher dispatcher_;              ///< Delivers the notification outbox.
-  scheduler scraper_;                  ///< Timers, fetches, backoff.
+  std::shared_ptr<const config> cfg_;    ///< Shared with the API.
+  logger& log_;                          ///< Everyone's log.
+  net::io_context ioc_{1};               ///< The network thread's loop.
+  source_board board_;                   ///< Next scrape times, scheduler to API.
+  alert_engine engine_;                  ///< Alert rules; used on the writer thread only.
+  db_worker writer_;                     ///< The read-write store; scrapes are stored here.
+  reader_pool readers_;                  ///< Read-only stores for the API.
+  api routes_;                           ///< Request -> response.
+  http_server server_;                   ///< The listener and sessions.
+  dispatcher dispatcher_;                ///< Delivers the notification outbox.
+  scheduler scraper_;                    ///< Timers, fetches, backoff.
   net::steady_timer alert_timer_{ioc_};  ///< Periodic alert evaluation.
   net::signal_set stop_signals_{ioc_, SIGINT, SIGTERM};  ///< Shutdown requests.
   net::signal_set hup_{ioc_, SIGHUP};                    ///< Reload requests.

@@ -35,8 +35,7 @@ std::chrono::milliseconds until(timestamp t) {
 
 /// How receivers link back to us: [server] external_url, or http://<listen>.
 std::string external_url(const config& cfg) {
-  return cfg.server.external_url.empty() ? "http://" + cfg.server.listen
-                                         : cfg.server.external_url;
+  return cfg.server.external_url.empty() ? "http://" + cfg.server.listen : cfg.server.external_url;
 }
 
 }  // namespace
@@ -46,7 +45,8 @@ std::chrono::milliseconds delivery_backoff(int attempts, double jitter,
   std::chrono::milliseconds delay = first_retry;
   for (int i = 1; i < attempts && delay < max_retry; ++i) delay *= 2;
   delay = std::min(delay, max_retry);
-  delay = std::chrono::milliseconds(static_cast<std::int64_t>(static_cast<double>(delay.count()) * jitter));
+  delay = std::chrono::milliseconds(
+      static_cast<std::int64_t>(static_cast<double>(delay.count()) * jitter));
   if (retry_after && *retry_after > delay) delay = *retry_after;
   return std::min(delay, max_retry);
 }
@@ -63,7 +63,9 @@ dispatcher::dispatcher(net::io_context& ioc, std::shared_ptr<const config> cfg, 
       resend_timer_(ioc),
       rng_(std::random_device{}()) {}
 
-dispatcher::~dispatcher() { exec_pool_.join(); }
+dispatcher::~dispatcher() {
+  exec_pool_.join();
+}
 
 void dispatcher::start() {
   poll();
@@ -96,9 +98,7 @@ void dispatcher::poll() {
   writer_.post([this, guard = net::make_work_guard(ioc_)](store& db) {
     auto due = db.due_deliveries(now());
     auto next = db.next_delivery_due();
-    net::post(ioc_, [this, due = std::move(due), next]() mutable {
-      on_due(std::move(due), next);
-    });
+    net::post(ioc_, [this, due = std::move(due), next]() mutable { on_due(std::move(due), next); });
   });
 }
 
@@ -194,8 +194,8 @@ void dispatcher::finish(const delivery& d, const alert_event& e, delivery_attemp
     case delivery_verdict::kind::failed:
       a.outcome = "failed";
       status = delivery_status::failed;
-      log_.log(log_level::error, "{}: delivery of {} {} (event {}) failed for good: {}",
-               d.notifier, e.rule, event_kind_name(e.kind), e.event_id, v.error);
+      log_.log(log_level::error, "{}: delivery of {} {} (event {}) failed for good: {}", d.notifier,
+               e.rule, event_kind_name(e.kind), e.event_id, v.error);
       break;
     case delivery_verdict::kind::retry: {
       const timestamp deadline = d.created_at + (n ? n->give_up : std::chrono::milliseconds(0));
@@ -237,7 +237,8 @@ void dispatcher::resend_firing() {
   if (stopped_) return;
   std::optional<std::chrono::milliseconds> period;
   for (const notifier_config& n : cfg_->notifiers)
-    if (n.kind == notifier_kind::alertmanager) period = std::min(period.value_or(n.resend), n.resend);
+    if (n.kind == notifier_kind::alertmanager)
+      period = std::min(period.value_or(n.resend), n.resend);
   if (!period) return;
 
   writer_.post([this, guard = net::make_work_guard(ioc_)](store& db) {

@@ -99,7 +99,9 @@ struct fixture {
 };
 
 /// The parsed JSON body.
-boost::json::value json_of(const http_response& res) { return boost::json::parse(res.body()); }
+boost::json::value json_of(const http_response& res) {
+  return boost::json::parse(res.body());
+}
 
 /// The error code of an error response.
 std::string error_code(const http_response& res) {
@@ -177,8 +179,8 @@ TEST_CASE("api alerts: writes need the configured bearer token") {
     CHECK_FALSE(f.routes.needs_writer(fixture::request(http::verb::get, "/api/v1/alerts")));
   }
   SUBCASE("the scheme is case-insensitive") {
-    auto req = fixture::request(http::verb::post, "/api/v1/alerts", std::string(eur_low),
-                                std::nullopt);
+    auto req =
+        fixture::request(http::verb::post, "/api/v1/alerts", std::string(eur_low), std::nullopt);
     req.set(http::field::authorization, "bearer " + std::string(token));
     CHECK(f.routes.handle(req, f.db).result() == http::status::created);
   }

@@ -85,14 +85,14 @@ struct notifier_config {
   std::string ca_file;  ///< Extra trust anchors (PEM) for a private CA.
   std::chrono::milliseconds timeout{std::chrono::seconds(10)};  ///< Per attempt (exec: run time).
   std::chrono::milliseconds give_up{std::chrono::hours(24)};    ///< Then the delivery fails.
-  std::string language = "en";       ///< Built-in message templates: "en", "ru" or "ky".
-  std::string template_firing;       ///< Custom text for firing/reminder/test; empty = built-in.
-  std::string template_resolved;     ///< Custom text for resolved; empty = built-in.
-  std::string chat_id;               ///< telegram: numeric id or "@channel".
-  std::string bot_token;             ///< telegram: the bot token (from bot_token or its file).
-  std::string bot_token_file;        ///< telegram: where bot_token was read from, if a file.
-  std::string priority;              ///< ntfy: 1..5 or min/low/default/high/max/urgent; empty = unset.
-  std::vector<std::string> tags;     ///< ntfy: tags (emoji short codes).
+  std::string language = "en";    ///< Built-in message templates: "en", "ru" or "ky".
+  std::string template_firing;    ///< Custom text for firing/reminder/test; empty = built-in.
+  std::string template_resolved;  ///< Custom text for resolved; empty = built-in.
+  std::string chat_id;            ///< telegram: numeric id or "@channel".
+  std::string bot_token;          ///< telegram: the bot token (from bot_token or its file).
+  std::string bot_token_file;     ///< telegram: where bot_token was read from, if a file.
+  std::string priority;           ///< ntfy: 1..5 or min/low/default/high/max/urgent; empty = unset.
+  std::vector<std::string> tags;  ///< ntfy: tags (emoji short codes).
   std::chrono::milliseconds resend{std::chrono::minutes(1)};  ///< alertmanager: re-post period.
   std::vector<std::string> command;  ///< exec: argv; argv[0] is an absolute path.
 
@@ -111,12 +111,12 @@ std::string_view phase_name(alert_phase p);
 struct alert_state {
   std::string rule;
   alert_phase phase = alert_phase::inactive;
-  timestamp since{};                        ///< When the current phase began.
-  std::optional<timestamp> started_at;      ///< Firing episode start (kept after resolve).
-  std::optional<timestamp> last_notified;   ///< Last firing or reminder event.
-  std::optional<timestamp> evaluated_at;    ///< Last evaluation.
-  std::string value;                        ///< Last measured value ("91.20", "2.31", "7200"), or empty.
-  timestamp created_at{};                   ///< First evaluation (the stale baseline).
+  timestamp since{};                       ///< When the current phase began.
+  std::optional<timestamp> started_at;     ///< Firing episode start (kept after resolve).
+  std::optional<timestamp> last_notified;  ///< Last firing or reminder event.
+  std::optional<timestamp> evaluated_at;   ///< Last evaluation.
+  std::string value;       ///< Last measured value ("91.20", "2.31", "7200"), or empty.
+  timestamp created_at{};  ///< First evaluation (the stale baseline).
 
   /// Field by field.
   bool operator==(const alert_state&) const = default;
@@ -139,13 +139,14 @@ struct alert_event {
   timestamp starts_at{};             ///< Start of the firing episode.
   std::optional<timestamp> ends_at;  ///< Resolved events only.
   alert_condition condition = alert_condition::above;
-  std::string currency;   ///< May be empty (stale).
+  std::string currency;  ///< May be empty (stale).
   std::string source;
   std::string against;    ///< spread_pct only.
   std::string threshold;  ///< The rule's threshold as text ("90", "2.5", "2h").
   std::string value;      ///< The measured value as text: a rate, a percent or a duration.
   std::string rate;       ///< The current rate of currency at source, if known.
-  std::map<std::string, std::string> labels;  ///< alertname, currency, source, condition, + rule labels.
+  std::map<std::string, std::string>
+      labels;  ///< alertname, currency, source, condition, + rule labels.
 };
 
 /// The state of one event's delivery to one notifier.

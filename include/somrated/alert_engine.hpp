@@ -87,7 +87,7 @@ class alert_engine {
   /// Alertmanager expects firing alerts to be re-posted: a fresh (unqueued) reminder
   /// event for every firing rule, each with the rule's notifier names.
   std::vector<std::pair<alert_event, std::vector<std::string>>> firing_snapshot(store& db,
-                                                                                 timestamp now);
+                                                                                timestamp now);
 
   /// The configuration in use.
   const config& cfg() const { return *cfg_; }
@@ -97,9 +97,9 @@ class alert_engine {
   alert_event make_event(const alert_rule& rule, const alert_state& state, event_kind kind,
                          timestamp now, const std::string& rate);
 
-  std::shared_ptr<const config> cfg_;       ///< Rules, notifiers and sources.
-  logger& log_;                             ///< Transitions and broken rules.
-  boost::uuids::random_generator uuids_;    ///< Event ids.
+  std::shared_ptr<const config> cfg_;          ///< Rules, notifiers and sources.
+  logger& log_;                                ///< Transitions and broken rules.
+  boost::uuids::random_generator uuids_;       ///< Event ids.
   std::set<std::string, std::less<>> warned_;  ///< Broken rules already reported.
 };
 

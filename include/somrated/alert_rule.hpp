@@ -25,8 +25,7 @@ std::optional<rule_error> check_rule(const alert_rule& r, const config& cfg);
 /// Parses a JSON rule body (POST /api/v1/alerts): the same keys as `[[alert]]`
 /// (numbers may also be given as strings, durations as "15m"), then check_rule. The
 /// rule's from_config is false. An omitted source defaults to the first configured one.
-std::variant<alert_rule, rule_error> alert_rule_from_json(std::string_view body,
-                                                          const config& cfg);
+std::variant<alert_rule, rule_error> alert_rule_from_json(std::string_view body, const config& cfg);
 
 /// A rule as a JSON object with the same keys (how API rules are stored, and shown).
 /// alert_rule_from_json(alert_rule_to_json(r), cfg) == r for any valid API rule.

@@ -22,8 +22,8 @@ class api {
   /// Serves cfg's sources; board tells when each is scraped next. Alert writes go to
   /// engine (null: alert writes answer 503), then alerts_changed runs (it wakes the
   /// notification dispatcher).
-  api(std::shared_ptr<const config> cfg, const source_board& board,
-      alert_engine* engine = nullptr, std::function<void()> alerts_changed = {});
+  api(std::shared_ptr<const config> cfg, const source_board& board, alert_engine* engine = nullptr,
+      std::function<void()> alerts_changed = {});
 
   /// Answers one request using db for reads.
   http_response handle(const http_request& req, store& db) const;
@@ -50,9 +50,9 @@ class api {
   /// handle() and handle_without_store() in one: db may be null.
   std::optional<http_response> respond(const http_request& req, store* db) const;
 
-  std::shared_ptr<const config> cfg_;  ///< Sources, in configured order.
-  const source_board& board_;          ///< The scheduler's next-scrape times.
-  alert_engine* engine_;               ///< Alert writes; used on the writer thread only.
+  std::shared_ptr<const config> cfg_;     ///< Sources, in configured order.
+  const source_board& board_;             ///< The scheduler's next-scrape times.
+  alert_engine* engine_;                  ///< Alert writes; used on the writer thread only.
   std::function<void()> alerts_changed_;  ///< Called after an alert write queued events.
 };
 

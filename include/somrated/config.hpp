@@ -39,8 +39,10 @@ struct source_config {
 struct server_config {
   std::string listen = "127.0.0.1:8080";  ///< HOST:PORT; [v6]:PORT also accepted.
   std::size_t max_connections = 1024;     ///< Open HTTP connections at most.
-  std::string token;       ///< Bearer token for API writes (from `token` or `token_file`); empty = writes refused.
-  std::string token_file;  ///< Where token was read from (first line, trailing whitespace trimmed), if a file.
+  std::string token;       ///< Bearer token for API writes (from `token` or `token_file`); empty =
+                           ///< writes refused.
+  std::string token_file;  ///< Where token was read from (first line, trailing whitespace trimmed),
+                           ///< if a file.
   std::string external_url;  ///< How receivers link back to us; empty = "http://" + listen.
 
   /// Field by field.
@@ -57,7 +59,8 @@ struct storage_config {
 
 /// `[alerting]`.
 struct alerting_config {
-  std::chrono::milliseconds evaluate_every{std::chrono::seconds(15)};  ///< Timer evaluation period; >= 1s.
+  std::chrono::milliseconds evaluate_every{
+      std::chrono::seconds(15)};  ///< Timer evaluation period; >= 1s.
 
   /// Field by field.
   bool operator==(const alerting_config&) const = default;
@@ -71,7 +74,7 @@ struct config {
   alerting_config alerting;
   std::vector<notifier_config> notifiers;  ///< `[[notifier]]`, in file order.
   std::vector<alert_rule> alerts;          ///< `[[alert]]`, in file order.
-  std::string log_level = "info";  ///< `[log] level`: error, warning, notice, info, debug.
+  std::string log_level = "info";          ///< `[log] level`: error, warning, notice, info, debug.
 
   /// Field by field; parse_config(to_toml(c)) == c.
   bool operator==(const config&) const = default;

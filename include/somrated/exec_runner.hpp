@@ -11,10 +11,13 @@ namespace somrated {
 /// A command to run.
 struct exec_request {
   std::vector<std::string> argv;  ///< argv[0] is the program (absolute path, no PATH search).
-  std::vector<std::pair<std::string, std::string>> env;  ///< Added to (or replacing in) the daemon's environment.
-  std::string stdin_data;                                ///< Written to the child's stdin, then closed.
-  std::chrono::milliseconds timeout{std::chrono::seconds(10)};  ///< Then the process group is killed.
-  std::size_t max_output = 64 * 1024;  ///< stdout+stderr kept at most; the rest is drained and dropped.
+  std::vector<std::pair<std::string, std::string>>
+      env;                 ///< Added to (or replacing in) the daemon's environment.
+  std::string stdin_data;  ///< Written to the child's stdin, then closed.
+  std::chrono::milliseconds timeout{
+      std::chrono::seconds(10)};  ///< Then the process group is killed.
+  std::size_t max_output =
+      64 * 1024;  ///< stdout+stderr kept at most; the rest is drained and dropped.
 };
 
 /// How a command ended.

@@ -14,7 +14,7 @@ namespace somrated {
 
 /// One document to fetch, or one request to send (notifications).
 struct fetch_request {
-  std::string url;      ///< https://, http:// or file:// (file:// only with GET)
+  std::string url;             ///< https://, http:// or file:// (file:// only with GET)
   std::string method = "GET";  ///< "GET" or "POST"; a POST never follows redirects.
   std::string body;            ///< Request body (POST).
   std::vector<std::pair<std::string, std::string>> headers;  ///< Extra request headers, in order.

@@ -17,15 +17,17 @@ namespace somrated {
 struct outgoing_request {
   std::string method = "POST";
   std::string url;
-  std::vector<std::pair<std::string, std::string>> headers;  ///< Content-Type and X-Somrated-Event-Id included.
+  std::vector<std::pair<std::string, std::string>>
+      headers;  ///< Content-Type and X-Somrated-Event-Id included.
   std::string body;
 };
 
 /// A command to run for an exec notifier.
 struct exec_spec {
   std::vector<std::string> argv;
-  std::vector<std::pair<std::string, std::string>> env;  ///< SOMRATED_* variables, added to the daemon's.
-  std::string stdin_data;                                ///< The event as JSON.
+  std::vector<std::pair<std::string, std::string>>
+      env;                 ///< SOMRATED_* variables, added to the daemon's.
+  std::string stdin_data;  ///< The event as JSON.
 };
 
 /// Alertmanager's fingerprint of a label set: FNV-1a 64 over the label names in sorted
@@ -61,8 +63,7 @@ outgoing_request build_request(const notifier_config& n, const alert_event& e,
                                std::string_view external_url);
 
 /// The command, environment and stdin that deliver e through an exec notifier.
-exec_spec build_exec(const notifier_config& n, const alert_event& e,
-                     std::string_view external_url);
+exec_spec build_exec(const notifier_config& n, const alert_event& e, std::string_view external_url);
 
 /// Classifies a receiver's answer: 2xx delivered (slack: only with body "ok";
 /// telegram: only with "ok":true); 5xx, 429, timeouts and connection failures retry

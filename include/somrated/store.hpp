@@ -99,7 +99,7 @@ struct history_result {
 
 /// One evaluator pass, written in one transaction by store::apply_alert_update.
 struct alert_update {
-  std::vector<alert_state> states;  ///< Upserted by rule name.
+  std::vector<alert_state> states;   ///< Upserted by rule name.
   std::vector<std::string> removed;  ///< Rules whose state is deleted (rule gone).
   /// Events to append, each with the notifiers to deliver it to (one pending delivery
   /// each, due at once). apply_alert_update assigns alert_event::id.
@@ -172,8 +172,7 @@ class store {
 
   /// The value in force for (source, currency) at t (the last change point at or before
   /// t), or nullopt when none was known then.
-  std::optional<decimal> value_at(std::string_view source, std::string_view currency,
-                                  timestamp t);
+  std::optional<decimal> value_at(std::string_view source, std::string_view currency, timestamp t);
 
   /// Rules created through the API: (name, JSON definition), ordered by name.
   std::vector<std::pair<std::string, std::string>> stored_rules();
@@ -200,8 +199,8 @@ class store {
 
   /// Records one attempt and the delivery's new status: pending (a retry, due at
   /// next_attempt_at), delivered or failed (done_at = a.at). One transaction.
-  void record_attempt(std::int64_t delivery_id, const delivery_attempt& a,
-                      delivery_status status, timestamp next_attempt_at);
+  void record_attempt(std::int64_t delivery_id, const delivery_attempt& a, delivery_status status,
+                      timestamp next_attempt_at);
 
   /// Events in id order with deliveries and attempts: those at or after since (all when
   /// none), of rule when not empty, at most limit (the oldest such).
