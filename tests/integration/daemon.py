@@ -238,6 +238,18 @@ class Daemon:
                 raise AssertionError("; ".join(problems) + f"\nlog tail:\n{self.log_tail()}")
         return code
 
+    def kill(self):
+        """SIGKILLs the daemon (a crash) and waits for it; its exit is not checked, and
+        start() may run it again on the same directory."""
+        if self.proc and self.proc.poll() is None:
+            self.signalled = signal.SIGKILL
+            self.proc.kill()
+            self.proc.wait()
+        self._checked = True
+        if self.log_file:
+            self.log_file.close()
+        return self.proc.returncode if self.proc else None
+
     def __enter__(self):
         return self.start()
 
@@ -247,8 +259,17 @@ class Daemon:
     def url(self, path):
         return f"http://127.0.0.1:{self.port}{path}"
 
-    def request(self, path, method="GET", headers=None, timeout=10):
-        req = urllib.request.Request(self.url(path), method=method, headers=headers or {})
+    def request(self, path, method="GET", headers=None, timeout=10, body=None):
+        """One request; body may be bytes, str, or an object sent as JSON (with
+        Content-Type: application/json unless headers name one)."""
+        headers = dict(headers or {})
+        data = body
+        if body is not None and not isinstance(body, (bytes, str)):
+            data = json.dumps(body)
+            headers.setdefault("Content-Type", "application/json")
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        req = urllib.request.Request(self.url(path), data=data, method=method, headers=headers)
         try:
             with _opener.open(req, timeout=timeout) as r:
                 return Response(r.status, r.headers, r.read())

@@ -345,6 +345,24 @@ class Lifecycle(unittest.TestCase):
             self.assertEqual(history_after["points"], history_before["points"])
             self.assertEqual([p["rate"] for p in history_after["points"]], [87.45, 87.50])
 
+    def test_restart_after_sigkill_keeps_stored_data(self):
+        cfg = config(self.fixture.url(self.path), interval="1s", nbkr=False)
+        d = Daemon(cfg)
+        self.addCleanup(d.stop)
+        d.start()
+        self.wait_first_scrape(d)
+        self.fixture.set_page(self.path, seed_page(usd="87.50"))
+        wait_for(lambda: latest_rates(d)["USD"] == 87.50, what="USD 87.50")
+        _, history_before = d.get_json("/api/v1/history?currency=USD&from=2020-01-01")
+        self.assertEqual(d.kill(), -signal.SIGKILL)
+
+        # The same object starts again on the same directory and database.
+        d.start()
+        self.assertEqual(latest_rates(d), {"USD": 87.50, "EUR": 99.56, "RUB": 1.10})
+        _, history_after = d.get_json("/api/v1/history?currency=USD&from=2020-01-01")
+        self.assertEqual(history_after["points"], history_before["points"])
+        self.assertEqual(d.stop(), 0)
+
     # -- logging ----------------------------------------------------------------------
 
     def test_log_level_warning_keeps_only_warnings(self):
