@@ -18,7 +18,7 @@ from test_daemon import seed_page  # noqa: E402
 
 # What Alertmanager (Go) prints for a zero time: a firing alert's endsAt.
 ZERO_TIME = "0001-01-01T00:00:00Z"
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-tests"
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 SEED_USD = "87.45"
 
