@@ -67,6 +67,45 @@ class WithAlertmanager(FixtureCase):
             self.assertEqual(e["deliveries"][0]["attempts"][-1]["http_status"], 200)
         self.assertTrue(self.resolved_in(am, matcher))
 
+    def test_firing_alerts_are_reposted_and_a_resolved_one_stays_resolved(self):
+        # resend = 1s: each post says endsAt = now + 4s, so without re-posts Alertmanager
+        # would resolve the alert by itself within seconds.
+        am = alertmanager.Alertmanager().start()
+        self.addCleanup(am.stop)
+        cfg = alert_config(
+            self.source_url(),
+            notifiers=[{"name": "am", "kind": "alertmanager", "url": am.url, "timeout": "5s",
+                        "resend": "1s"}],
+            alerts=[{"name": RULE, "currency": "USD", "source": "24kg", "notify": ["am"],
+                     "above": 90}])
+        matcher = [f'alertname="{RULE}"']
+        d = Daemon(cfg).start()
+        self.addCleanup(d.stop)
+        self.wait_first_scrape(d)
+
+        self.set_usd("91.20")
+        wait_state(d, RULE, "firing")
+        (first,) = wait_for(lambda: am.alerts(filters=matcher), timeout=30,
+                            what="Alertmanager to list our alert")
+        first_end = parse_time(first["endsAt"])
+        # Past the first endsAt, the alert is still active, with a later endsAt.
+        wait_for(lambda: datetime.datetime.now(datetime.timezone.utc) >
+                 first_end + datetime.timedelta(seconds=2), timeout=30,
+                 what="the first endsAt to pass")
+        (later,) = am.alerts(filters=matcher)
+        self.assertEqual(later["status"]["state"], "active")
+        self.assertGreater(parse_time(later["endsAt"]), first_end)
+        self.assertEqual(later["startsAt"], first["startsAt"])
+
+        self.set_usd("87.45")
+        wait_state(d, RULE, "resolved")
+        wait_for(lambda: self.resolved_in(am, matcher), timeout=30,
+                 what="Alertmanager to see the alert resolved")
+        # Several resend periods later, no re-post has brought it back.
+        quiet_period(d, self.fixture, self.path, [RULE], scrapes=4)
+        self.assertTrue(self.resolved_in(am, matcher))
+        self.assertEqual([e["kind"] for e in events(d, RULE)], ["firing", "resolved"])
+
     @staticmethod
     def resolved_in(am, matcher):
         """True when Alertmanager holds no active alert for matcher: gone from its list
