@@ -1,6 +1,8 @@
 #include "somrated/api.hpp"
 
 #include <algorithm>
+#include <cctype>
+#include <cstdint>
 #include <span>
 
 #include <fmt/format.h>
@@ -50,12 +52,22 @@ constexpr std::string_view history_params[] = {"currency", "source", "from",  "t
                                                "step",     "agg",    "format"};
 /// Parameters of `/api/v1/alerts/events`.
 constexpr std::string_view events_params[] = {"since", "rule", "limit"};
+/// Parameters of the Frankfurter-compatible paths.
+constexpr std::string_view fx_params[] = {"base", "from", "symbols", "to", "amount", "source"};
+/// Parameters of `/v1/currencies`.
+constexpr std::string_view fx_currencies_params[] = {"source"};
+/// Parameters of `/api/v1/convert`.
+constexpr std::string_view convert_params[] = {"from", "to", "amount", "source", "date"};
+/// Parameters of `/` (the page; the JSON index ignores them).
+constexpr std::string_view page_params[] = {"lang"};
+/// Parameters of `/chart/{CUR}.svg`.
+constexpr std::string_view chart_params[] = {"range", "source", "lang"};
 
 using enum http::verb;
 
 /// Every endpoint, in the order the index lists them.
 constexpr route routes[] = {
-    {"/", get, {}, handle_index, access::none},
+    {"/", get, page_params, handle_index},
     {"/api/v1/latest", get, latest_params, handle_latest},
     {"/api/v1/history", get, history_params, handle_history},
     {"/api/v1/sources", get, {}, handle_sources},
@@ -64,6 +76,19 @@ constexpr route routes[] = {
     {"/api/v1/alerts/events", get, events_params, handle_alert_events},
     {"/api/v1/alerts/{name}", delete_, {}, handle_delete_alert, access::writer},
     {"/api/v1/alerts/{name}/test", post, {}, handle_test_alert, access::writer},
+    {"/api/v1/convert", get, convert_params, handle_convert},
+    {"/v1/latest", get, fx_params, handle_fx_latest},
+    {"/v1/currencies", get, fx_currencies_params, handle_fx_currencies},
+    {"/v1/{name}", get, fx_params, handle_fx_dated},
+    {"/grafana", get, {}, handle_grafana_health, access::none},
+    {"/grafana/metrics", post, {}, handle_grafana_metrics},
+    {"/grafana/metric-payload-options", post, {}, handle_grafana_payload_options},
+    {"/grafana/query", post, {}, handle_grafana_query},
+    {"/grafana/variable", post, {}, handle_grafana_variable},
+    {"/grafana/tag-keys", post, {}, handle_grafana_tag_keys},
+    {"/grafana/tag-values", post, {}, handle_grafana_tag_values},
+    {"/metrics", get, {}, handle_metrics},
+    {"/chart/{name}", get, chart_params, handle_chart},
     {"/healthz", get, {}, handle_healthz, access::none},
     {"/readyz", get, {}, handle_readyz},
 };
@@ -167,6 +192,56 @@ query_params collect_params(const boost::urls::url_view& u, const route& r) {
   return out;
 }
 
+/// The answer to a CORS preflight (or a plain OPTIONS) on a known path.
+http_response preflight(const http_request& req, const std::string& allow) {
+  http_response res{http::status::no_content, req.version()};
+  res.set(http::field::allow, allow + ", OPTIONS");
+  res.set(http::field::access_control_allow_origin, "*");
+  res.set(http::field::access_control_allow_methods, allow + ", OPTIONS");
+  // Echo the headers the browser asks for when they are plain header names.
+  const std::string_view asked = req[http::field::access_control_request_headers];
+  const bool plain = asked.size() <= 512 && std::all_of(asked.begin(), asked.end(), [](char c) {
+                       return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == ',' ||
+                              c == ' ' || c == '_';
+                     });
+  res.set(http::field::access_control_allow_headers,
+          plain && !asked.empty() ? asked : "Accept, Content-Type, Authorization");
+  res.set(http::field::access_control_max_age, "86400");
+  res.prepare_payload();
+  return res;
+}
+
+/// Adds a strong ETag (a hash of the body) to a 200 answer, and turns it into a 304
+/// when the request's If-None-Match already names it. Cache-Control stays "no-cache":
+/// a cache may keep the answer but must revalidate, which costs a 304 and no body.
+void revalidate(const http_request& req, http_response& res) {
+  std::uint64_t h = 14695981039346656037ull;  // FNV-1a 64
+  for (const char c : res.body()) {
+    h ^= static_cast<unsigned char>(c);
+    h *= 1099511628211ull;
+  }
+  const std::string etag = fmt::format("\"{:016x}\"", h);
+  res.set(http::field::etag, etag);
+  const std::string_view inm = req[http::field::if_none_match];
+  if (inm.empty()) return;
+  bool match = inm == "*";
+  std::string_view rest = inm;
+  while (!match && !rest.empty()) {
+    const auto comma = rest.find(',');
+    std::string_view tag = rest.substr(0, comma);
+    while (!tag.empty() && tag.front() == ' ') tag.remove_prefix(1);
+    while (!tag.empty() && tag.back() == ' ') tag.remove_suffix(1);
+    if (tag.starts_with("W/")) tag.remove_prefix(2);  // weak comparison (RFC 9110, 13.1.2)
+    match = tag == etag;
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  if (!match) return;
+  res.result(http::status::not_modified);
+  res.body().clear();
+  res.erase(http::field::content_type);
+  res.erase(http::field::content_length);
+}
+
 /// The error response with optional indentation.
 http_response error_response(unsigned version, http::status status, std::string_view code,
                              std::string_view message, bool pretty) {
@@ -175,6 +250,9 @@ http_response error_response(unsigned version, http::status status, std::string_
 }
 
 http_response handle_index(const request_context& ctx) {
+  // Browsers ask for HTML and get the page; curl and scripts get the JSON index.
+  if (ctx.req[http::field::accept].find("text/html") != std::string_view::npos)
+    return handle_page(ctx);
   json_writer w(ctx.pretty);
   w.begin_object();
   w.key("name").value("somrated");
@@ -234,11 +312,12 @@ http_response handle_readyz(const request_context& ctx) {
 }  // namespace
 
 api::api(std::shared_ptr<const config> cfg, const source_board& board, alert_engine* engine,
-         std::function<void()> alerts_changed)
+         std::function<void()> alerts_changed, const metrics* stats)
     : cfg_(std::move(cfg)),
       board_(board),
       engine_(engine),
-      alerts_changed_(std::move(alerts_changed)) {}
+      alerts_changed_(std::move(alerts_changed)),
+      stats_(stats) {}
 
 http_response api::handle(const http_request& req, store& db) const {
   return *respond(req, &db);
@@ -246,6 +325,13 @@ http_response api::handle(const http_request& req, store& db) const {
 
 std::optional<http_response> api::handle_without_store(const http_request& req) const {
   return respond(req, nullptr);
+}
+
+std::string_view api::route_name(const http_request& req) const {
+  auto url = parse_target(req.target());
+  if (!url) return "other";
+  const route_match m = find_route(req.method(), url->path());
+  return m.r ? m.r->path : "other";
 }
 
 bool api::needs_writer(const http_request& req) const {
@@ -271,6 +357,7 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
       throw api_error(http::status::not_found, "not_found",
                       fmt::format("no endpoint at {}; GET / lists them", quote(path)));
     }
+    if (!m.r && req.method() == http::verb::options) return preflight(req, m.allow);
     if (!m.r) {
       auto res = error_response(
           req.version(), http::status::method_not_allowed, "method_not_allowed",
@@ -284,9 +371,16 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
     if (r.needs == access::writer) check_bearer(req, cfg_->server.token);
     if (r.needs != access::none && !db) return std::nullopt;
     const query_params params = collect_params(*url, r);
-    const request_context ctx{req,    db,    *cfg_,  board_,  params,
-                              pretty, now(), m.name, engine_, &alerts_changed_};
-    return r.handler(ctx);
+    const request_context ctx{req,   db,     *cfg_,   board_,           params, pretty,
+                              now(), m.name, engine_, &alerts_changed_, stats_};
+    http_response res = r.handler(ctx);
+    if (r.needs != access::writer) {
+      // Reads may be used from a browser page on another origin (Grafana's browser
+      // access, a dashboard) and cached by validators.
+      res.set(http::field::access_control_allow_origin, "*");
+      if (res.result() == http::status::ok) revalidate(req, res);
+    }
+    return res;
   } catch (const api_error& e) {
     auto res = error_response(req.version(), e.status(), e.code(), e.what(), pretty);
     if (e.status() == http::status::unauthorized)

@@ -18,6 +18,7 @@
 namespace somrated {
 
 class alert_engine;
+class metrics;
 class store;
 class source_board;
 
@@ -59,6 +60,7 @@ struct request_context {
   std::string_view path_name;      ///< The "{name}" segment of the path, if the route has one.
   alert_engine* engine = nullptr;  ///< Alert writes (writer thread only); may be null.
   const std::function<void()>* alerts_changed = nullptr;  ///< Wakes the dispatcher.
+  const metrics* stats = nullptr;  ///< In-process counters for /metrics; may be null.
 
   /// The value of param, if given.
   std::optional<std::string_view> param(std::string_view name) const;
@@ -84,6 +86,40 @@ http_response handle_alert_events(const request_context& ctx);
 http_response handle_delete_alert(const request_context& ctx);
 /// `POST /api/v1/alerts/{name}/test`.
 http_response handle_test_alert(const request_context& ctx);
+
+// Grafana JSON datasource (simpod-json-datasource), mounted at /grafana.
+/// `GET /grafana`: the datasource's health check.
+http_response handle_grafana_health(const request_context& ctx);
+/// `POST /grafana/metrics`: the metrics the query editor offers.
+http_response handle_grafana_metrics(const request_context& ctx);
+/// `POST /grafana/metric-payload-options`: choices for a metric's payload fields.
+http_response handle_grafana_payload_options(const request_context& ctx);
+/// `POST /grafana/query`: time series and tables for the panel's targets and range.
+http_response handle_grafana_query(const request_context& ctx);
+/// `POST /grafana/variable`: values for a dashboard variable.
+http_response handle_grafana_variable(const request_context& ctx);
+/// `POST /grafana/tag-keys`: ad hoc filter keys.
+http_response handle_grafana_tag_keys(const request_context& ctx);
+/// `POST /grafana/tag-values`: ad hoc filter values for a key.
+http_response handle_grafana_tag_values(const request_context& ctx);
+
+/// `GET /metrics`: Prometheus text format 0.0.4.
+http_response handle_metrics(const request_context& ctx);
+
+// Frankfurter v1 compatible paths and conversion.
+/// `GET /v1/latest`.
+http_response handle_fx_latest(const request_context& ctx);
+/// `GET /v1/currencies`.
+http_response handle_fx_currencies(const request_context& ctx);
+/// `GET /v1/{date}`, `/v1/{date}..{date}` and `/v1/{date}..` (path_name holds the segment).
+http_response handle_fx_dated(const request_context& ctx);
+/// `GET /api/v1/convert?from=&to=&amount=`.
+http_response handle_convert(const request_context& ctx);
+
+/// `GET /` for a browser (Accept: text/html): the page with rates, alerts and charts.
+http_response handle_page(const request_context& ctx);
+/// `GET /chart/{CUR}.svg?range=30d|1y|all[&source=][&lang=]`: a server-rendered chart.
+http_response handle_chart(const request_context& ctx);
 
 /// Throws 403 writes_disabled when no token is configured, 401 unauthorized when the
 /// request's `Authorization: Bearer` token is missing or differs (compared in constant

@@ -549,13 +549,23 @@ TEST_CASE("api query and method handling") {
   }
 
   SUBCASE("other methods are 405 with Allow") {
-    for (http::verb m :
-         {http::verb::post, http::verb::options, http::verb::put, http::verb::delete_}) {
+    for (http::verb m : {http::verb::post, http::verb::put, http::verb::delete_}) {
       CAPTURE(http::to_string(m));
       auto res = f.send("/api/v1/latest", m);
       error_message(res, http::status::method_not_allowed, "method_not_allowed");
       CHECK(res[http::field::allow] == "GET, HEAD");
     }
+  }
+
+  SUBCASE("OPTIONS answers a CORS preflight; reads allow any origin") {
+    auto res = f.send("/api/v1/latest", http::verb::options);
+    CHECK(res.result() == http::status::no_content);
+    CHECK(res[http::field::allow] == "GET, HEAD, OPTIONS");
+    CHECK(res[http::field::access_control_allow_origin] == "*");
+    CHECK(res[http::field::access_control_allow_methods] == "GET, HEAD, OPTIONS");
+    CHECK(res.body().empty());
+    CHECK(f.send("/api/v1/latest")[http::field::access_control_allow_origin] == "*");
+    CHECK(f.send("/nope", http::verb::options).result() == http::status::not_found);
   }
 
   SUBCASE("HEAD is answered like GET") {
@@ -692,12 +702,59 @@ TEST_CASE("api health, readiness and index") {
     CHECK(str(v, "version") == somrated::version);
     std::vector<std::string> paths;
     for (const auto& p : v.at("endpoints").as_array()) paths.emplace_back(p.as_string());
-    CHECK(paths == std::vector<std::string>{"/", "/api/v1/latest", "/api/v1/history",
-                                            "/api/v1/sources", "/api/v1/alerts",
-                                            "/api/v1/alerts/events", "/api/v1/alerts/{name}",
-                                            "/api/v1/alerts/{name}/test", "/healthz",
+    CHECK(paths == std::vector<std::string>{"/",
+                                            "/api/v1/latest",
+                                            "/api/v1/history",
+                                            "/api/v1/sources",
+                                            "/api/v1/alerts",
+                                            "/api/v1/alerts/events",
+                                            "/api/v1/alerts/{name}",
+                                            "/api/v1/alerts/{name}/test",
+                                            "/api/v1/convert",
+                                            "/v1/latest",
+                                            "/v1/currencies",
+                                            "/v1/{name}",
+                                            "/grafana",
+                                            "/grafana/metrics",
+                                            "/grafana/metric-payload-options",
+                                            "/grafana/query",
+                                            "/grafana/variable",
+                                            "/grafana/tag-keys",
+                                            "/grafana/tag-values",
+                                            "/metrics",
+                                            "/chart/{name}",
+                                            "/healthz",
                                             "/readyz"});
   }
+}
+
+TEST_CASE("api read answers carry an ETag and revalidate to 304") {
+  api_fixture f;
+  const auto first = f.send("/api/v1/latest");
+  REQUIRE(first.result() == http::status::ok);
+  const std::string etag(first[http::field::etag]);
+  REQUIRE(etag.size() == 18);
+  CHECK(etag.front() == '"');
+  CHECK(first[http::field::cache_control] == "no-cache");
+  CHECK(f.send("/api/v1/latest")[http::field::etag] == etag);  // same data, same tag
+  CHECK(f.send("/api/v1/latest?symbols=USD")[http::field::etag] != etag);
+
+  auto conditional = [&](std::string_view inm) {
+    http_request req{http::verb::get, "/api/v1/latest", 11};
+    req.set(http::field::if_none_match, inm);
+    return f.api.handle(req, f.db);
+  };
+  for (const std::string& inm :
+       {etag, "W/" + etag, "\"0000000000000000\", " + etag, std::string("*")}) {
+    CAPTURE(inm);
+    const auto res = conditional(inm);
+    CHECK(res.result() == http::status::not_modified);
+    CHECK(res.body().empty());
+    CHECK(res[http::field::etag] == etag);
+  }
+  CHECK(conditional("\"0000000000000000\"").result() == http::status::ok);
+  // Errors carry no validator.
+  CHECK(f.send("/api/v1/latest?source=nope")[http::field::etag].empty());
 }
 
 TEST_CASE("api::error builds the JSON error body") {

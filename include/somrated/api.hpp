@@ -11,6 +11,7 @@
 namespace somrated {
 
 class alert_engine;
+class metrics;
 class store;
 class source_board;
 
@@ -21,9 +22,9 @@ class api {
  public:
   /// Serves cfg's sources; board tells when each is scraped next. Alert writes go to
   /// engine (null: alert writes answer 503), then alerts_changed runs (it wakes the
-  /// notification dispatcher).
+  /// notification dispatcher); stats (may be null) feeds /metrics' in-process counters.
   api(std::shared_ptr<const config> cfg, const source_board& board, alert_engine* engine = nullptr,
-      std::function<void()> alerts_changed = {});
+      std::function<void()> alerts_changed = {}, const metrics* stats = nullptr);
 
   /// Answers one request using db for reads.
   http_response handle(const http_request& req, store& db) const;
@@ -32,6 +33,10 @@ class api {
   /// so it can be answered on the network thread however busy the readers are; nullopt
   /// when the request must go to handle() on a reader thread.
   std::optional<http_response> handle_without_store(const http_request& req) const;
+
+  /// The route pattern a request goes to ("/api/v1/alerts/{name}"), or "other": a
+  /// label of bounded cardinality for request metrics.
+  std::string_view route_name(const http_request& req) const;
 
   /// True when the request goes to a route that writes (creating or deleting an alert
   /// rule, a test notification): handle() must then be called on the writer thread with
@@ -54,6 +59,7 @@ class api {
   const source_board& board_;             ///< The scheduler's next-scrape times.
   alert_engine* engine_;                  ///< Alert writes; used on the writer thread only.
   std::function<void()> alerts_changed_;  ///< Called after an alert write queued events.
+  const metrics* stats_;                  ///< Counters for /metrics (stats may be null).
 };
 
 }  // namespace somrated
