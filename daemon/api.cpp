@@ -176,6 +176,8 @@ query_params collect_params(const boost::urls::url_view& u, const route& r) {
     if (p.key.empty() && !p.has_value) continue;  // "?" alone, or "a&&b"
     const bool known =
         p.key == "pretty" || std::find(r.params.begin(), r.params.end(), p.key) != r.params.end();
+    // Frankfurter ignores parameters it does not know, and its clients may send some.
+    if (!known && r.path.starts_with("/v1/")) continue;
     if (!known) {
       std::vector<std::string> accepted(r.params.begin(), r.params.end());
       accepted.emplace_back("pretty");

@@ -267,6 +267,9 @@ TEST_CASE("frankfurter latest") {
     // Known ones are answered, unknown ones dropped.
     CHECK(f.ok("/v1/latest?symbols=USD,XYZ") ==
           R"({"amount":1.0,"base":"KGS","date":"2025-06-13","rates":{"USD":0.01136}})");
+    // Parameters Frankfurter does not know are ignored, as Frankfurter does.
+    CHECK(f.ok("/v1/latest?symbols=USD&callback=x") ==
+          R"({"amount":1.0,"base":"KGS","date":"2025-06-13","rates":{"USD":0.01136}})");
     // No base given: KGS, which has no rate against itself.
     CHECK(f.fx_error("/v1/latest?symbols=KGS", http::status::not_found) == "not found");
   }
