@@ -1,6 +1,7 @@
 #include "somrated/app.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <memory>
 #include <ostream>
@@ -21,6 +22,7 @@
 #include "somrated/http_client.hpp"
 #include "somrated/http_server.hpp"
 #include "somrated/log.hpp"
+#include "somrated/metrics.hpp"
 #include "somrated/reader_pool.hpp"
 #include "somrated/scheduler.hpp"
 #include "somrated/source_board.hpp"
@@ -61,13 +63,17 @@ class daemon_parts {
   daemon_parts(const config& cfg, logger& log, const tcp::endpoint& endpoint)
       : cfg_(std::make_shared<const config>(cfg)),
         log_(log),
+        stats_(cfg),
         engine_(cfg_, log),
         writer_(cfg.storage.path, store::mode::read_write, log),
         readers_(cfg.storage.path, reader_threads, max_queued_reads, log),
-        routes_(cfg_, board_, &engine_, [this] { dispatcher_.kick(); }),
+        routes_(
+            cfg_, board_, &engine_, [this] { dispatcher_.kick(); }, &stats_),
         server_(ioc_, endpoint, limits(cfg), make_handler(), api::transport_error, log),
-        dispatcher_(ioc_, cfg_, writer_, engine_, log),
-        scraper_(ioc_, cfg.sources, writer_, board_, log, [this](store& db) { evaluate(db); }) {}
+        dispatcher_(ioc_, cfg_, writer_, engine_, log, &stats_),
+        scraper_(
+            ioc_, cfg.sources, writer_, board_, log, [this](store& db) { evaluate(db); }, &stats_) {
+  }
 
   ~daemon_parts() { stop_workers(); }
   daemon_parts(const daemon_parts&) = delete;
@@ -125,9 +131,16 @@ class daemon_parts {
   }
 
   /// Requests that need no database are answered on the network thread; the rest go to
-  /// a reader, or get 503 when too many are already waiting.
+  /// a reader, or get 503 when too many are already waiting. Every answer is counted by
+  /// route pattern, status and time taken.
   request_handler make_handler() {
-    return [this](http_request req, std::function<void(http_response)> done) {
+    return [this](http_request req, std::function<void(http_response)> reply) {
+      // route_name() points into the API's static route table, so the view stays valid.
+      auto done = [this, reply = std::move(reply), route = routes_.route_name(req),
+                   t0 = std::chrono::steady_clock::now()](http_response res) {
+        stats_.count_request(route, res.result_int(), std::chrono::steady_clock::now() - t0);
+        reply(std::move(res));
+      };
       if (auto quick = routes_.handle_without_store(req)) return done(std::move(*quick));
       const unsigned version = req.version();
       const bool writes = routes_.needs_writer(req);
@@ -186,6 +199,7 @@ class daemon_parts {
   logger& log_;                          ///< Everyone's log.
   net::io_context ioc_{1};               ///< The network thread's loop.
   source_board board_;                   ///< Next scrape times, scheduler to API.
+  metrics stats_;                        ///< Counters for /metrics; thread-safe.
   alert_engine engine_;                  ///< Alert rules; used on the writer thread only.
   db_worker writer_;                     ///< The read-write store; scrapes are stored here.
   reader_pool readers_;                  ///< Read-only stores for the API.

@@ -12,6 +12,7 @@
 #include "somrated/db_worker.hpp"
 #include "somrated/exec_runner.hpp"
 #include "somrated/log.hpp"
+#include "somrated/metrics.hpp"
 #include "somrated/notify.hpp"
 
 namespace somrated {
@@ -52,12 +53,13 @@ std::chrono::milliseconds delivery_backoff(int attempts, double jitter,
 }
 
 dispatcher::dispatcher(net::io_context& ioc, std::shared_ptr<const config> cfg, db_worker& writer,
-                       alert_engine& engine, logger& log)
+                       alert_engine& engine, logger& log, metrics* stats)
     : ioc_(ioc),
       cfg_(std::move(cfg)),
       writer_(writer),
       engine_(engine),
       log_(log),
+      stats_(stats),
       client_(ioc.get_executor()),
       retry_timer_(ioc),
       resend_timer_(ioc),
@@ -219,6 +221,7 @@ void dispatcher::finish(const delivery& d, const alert_event& e, delivery_attemp
       break;
     }
   }
+  if (stats_) stats_->count_notification(d.notifier, a.outcome);
   writer_.post([this, id = d.id, notifier = d.notifier, a = std::move(a), status, next,
                 guard = net::make_work_guard(ioc_)](store& db) {
     try {

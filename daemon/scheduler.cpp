@@ -11,6 +11,7 @@
 #include "somrated/db_worker.hpp"
 #include "somrated/extract.hpp"
 #include "somrated/log.hpp"
+#include "somrated/metrics.hpp"
 #include "somrated/source_board.hpp"
 
 namespace somrated {
@@ -43,12 +44,13 @@ std::chrono::milliseconds retry_delay(std::chrono::milliseconds interval, int fa
 }
 
 scheduler::scheduler(net::io_context& ioc, std::vector<source_config> sources, db_worker& writer,
-                     source_board& board, logger& log, after_scrape_fn after_scrape)
+                     source_board& board, logger& log, after_scrape_fn after_scrape, metrics* stats)
     : ioc_(ioc),
       writer_(writer),
       board_(board),
       log_(log),
       after_scrape_(std::move(after_scrape)),
+      stats_(stats),
       client_(ioc.get_executor()),
       rng_(std::random_device{}()) {
   for (auto& c : sources) sources_.push_back(std::make_unique<source_state>(ioc, std::move(c)));
@@ -178,8 +180,8 @@ void scheduler::on_fetched(source_state& s, fetch_result r, timestamp started,
     rec.source = in->name;
     rec.started_at = in->started;
     rec.http_status = in->fetched.status;
-    rec.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - in->t0);
+    const auto took = std::chrono::steady_clock::now() - in->t0;
+    rec.duration = std::chrono::duration_cast<std::chrono::milliseconds>(took);
     if (!o.error.empty()) {
       rec.outcome = "error";
       rec.error = o.error;
@@ -189,6 +191,7 @@ void scheduler::on_fetched(source_state& s, fetch_result r, timestamp started,
     } else {
       rec.outcome = in->fetched.not_modified ? "not_modified" : "ok";
     }
+    if (stats_) stats_->count_scrape(rec.source, rec.outcome, took);
     try {
       db.log_scrape(rec);
     } catch (const std::exception& ex) {

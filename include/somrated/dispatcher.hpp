@@ -22,6 +22,7 @@ namespace somrated {
 class alert_engine;
 class db_worker;
 class logger;
+class metrics;
 
 /// The delay before retry number `attempts` (1 = after the first failure) of a
 /// delivery: 5 s doubling up to 10 min, scaled by jitter in [0.8, 1.2]; a receiver's
@@ -40,9 +41,10 @@ std::chrono::milliseconds delivery_backoff(int attempts, double jitter,
 /// in between sends it again with the same event id, which receivers can drop.
 class dispatcher {
  public:
-  /// Sends through cfg's notifiers; engine provides Alertmanager re-posts.
+  /// Sends through cfg's notifiers; engine provides Alertmanager re-posts; stats (may
+  /// be null) counts each attempt's outcome.
   dispatcher(boost::asio::io_context& ioc, std::shared_ptr<const config> cfg, db_worker& writer,
-             alert_engine& engine, logger& log);
+             alert_engine& engine, logger& log, metrics* stats = nullptr);
   ~dispatcher();
   dispatcher(const dispatcher&) = delete;
   dispatcher& operator=(const dispatcher&) = delete;
@@ -75,6 +77,7 @@ class dispatcher {
   db_worker& writer_;                  ///< The outbox lives in its store.
   alert_engine& engine_;               ///< Used only inside writer jobs.
   logger& log_;
+  metrics* stats_;  ///< Delivery counters; may be null.
   http_client client_;
   boost::asio::steady_timer retry_timer_;   ///< The next due retry.
   boost::asio::steady_timer resend_timer_;  ///< Alertmanager re-posts.

@@ -20,6 +20,7 @@ namespace somrated {
 
 class db_worker;
 class logger;
+class metrics;
 class source_board;
 
 /// The delay before retry number `failures` (1 = first failure) of a source scraped
@@ -41,9 +42,11 @@ class scheduler {
   using after_scrape_fn = std::function<void(store&)>;
 
   /// Scrapes sources, storing through writer; board and log are shared with the API;
-  /// after_scrape (may be empty) runs on the writer thread after every scrape.
+  /// after_scrape (may be empty) runs on the writer thread after every scrape; stats
+  /// (may be null) counts each scrape's outcome and duration.
   scheduler(boost::asio::io_context& ioc, std::vector<source_config> sources, db_worker& writer,
-            source_board& board, logger& log, after_scrape_fn after_scrape = {});
+            source_board& board, logger& log, after_scrape_fn after_scrape = {},
+            metrics* stats = nullptr);
   ~scheduler();
   scheduler(const scheduler&) = delete;
   scheduler& operator=(const scheduler&) = delete;
@@ -68,6 +71,7 @@ class scheduler {
   source_board& board_;
   logger& log_;
   after_scrape_fn after_scrape_;
+  metrics* stats_;  ///< Scrape counters; may be null.
   http_client client_;
   std::vector<std::unique_ptr<source_state>> sources_;
   std::mt19937 rng_;
