@@ -1,10 +1,12 @@
 #include "somrated/alert_engine.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <map>
 
 #include <fmt/format.h>
+#include <boost/multiprecision/cpp_int.hpp>
 #include <boost/uuid/uuid_io.hpp>
 
 #include "somrated/alert_rule.hpp"
@@ -15,18 +17,37 @@ namespace somrated {
 
 namespace {
 
-/// Percent comparisons forgive this relative error, so that a move of exactly 2 %
-/// computed in binary floating point still counts as "at least 2 %".
-constexpr long double percent_tolerance = 1e-12L;
+/// Integers wide enough for percent comparisons of decimals: 18-digit mantissas brought
+/// to a common scale of at most 12, times 100, times another 18 digits stay below 10^50.
+using wide = boost::multiprecision::int256_t;
 
-/// A decimal as a long double, parsed from its text for the most precision.
-long double exact_value(const decimal& d) {
+/// A decimal as a long double, parsed from its text; for the shown value only.
+long double approximate(const decimal& d) {
   return std::strtold(d.text().c_str(), nullptr);
 }
 
-/// True when measured is at least level, within percent_tolerance.
-bool at_least(long double measured, const decimal& level) {
-  return measured >= exact_value(level) * (1 - percent_tolerance);
+/// 10^n, for n >= 0.
+wide power_of_ten(int n) {
+  wide v = 1;
+  while (n-- > 0) v *= 10;
+  return v;
+}
+
+/// d's mantissa at scale (at least d's own), exactly.
+wide scaled(const decimal& d, int scale) {
+  return wide(d.mantissa()) * power_of_ten(scale - d.scale());
+}
+
+/// Whether the move from base to x, in percent of base (base > 0), is at least level,
+/// compared exactly: sign 1 counts rises, -1 falls and 0 either (the magnitude).
+bool percent_at_least(const decimal& x, const decimal& base, int sign, const decimal& level) {
+  const int scale = std::max(x.scale(), base.scale());
+  const wide b = scaled(base, scale);
+  wide moved = scaled(x, scale) - b;
+  if (sign == 0 && moved < 0) moved = -moved;
+  if (sign < 0) moved = -moved;
+  // moved / b * 100 >= level  <=>  moved * 100 * 10^level.scale >= level.mantissa * b
+  return moved * 100 * power_of_ten(level.scale()) >= wide(level.mantissa()) * b;
 }
 
 /// The rate of currency in a source's latest values, if present.
@@ -67,25 +88,27 @@ measurement measure(const alert_rule& rule, const rule_inputs& in, timestamp now
     }
     case alert_condition::change_pct: {
       if (!in.rate || !in.past || !rule.threshold || in.past->mantissa() == 0) return m;
-      const long double past = exact_value(*in.past);
-      const long double pct = (exact_value(*in.rate) - past) / past * 100;
-      const long double counted = rule.direction == alert_direction::up     ? pct
-                                  : rule.direction == alert_direction::down ? -pct
-                                                                            : std::fabs(pct);
+      const long double past = approximate(*in.past);
+      const long double pct = (approximate(*in.rate) - past) / past * 100;
+      const int sign = rule.direction == alert_direction::up     ? 1
+                       : rule.direction == alert_direction::down ? -1
+                                                                 : 0;
       m.known = true;
       m.value = fmt::format("{:+.2f}", static_cast<double>(pct));
-      m.fire = at_least(counted, *rule.threshold);
-      m.clear = !at_least(counted, rule.resolve_below.value_or(*rule.threshold));
+      m.fire = percent_at_least(*in.rate, *in.past, sign, *rule.threshold);
+      m.clear =
+          !percent_at_least(*in.rate, *in.past, sign, rule.resolve_below.value_or(*rule.threshold));
       return m;
     }
     case alert_condition::spread_pct: {
       if (!in.rate || !in.other || !rule.threshold || in.other->mantissa() == 0) return m;
-      const long double other = exact_value(*in.other);
-      const long double spread = std::fabs(exact_value(*in.rate) - other) / other * 100;
+      const long double other = approximate(*in.other);
+      const long double spread = std::fabs(approximate(*in.rate) - other) / other * 100;
       m.known = true;
       m.value = fmt::format("{:.2f}", static_cast<double>(spread));
-      m.fire = at_least(spread, *rule.threshold);
-      m.clear = !at_least(spread, rule.resolve_below.value_or(*rule.threshold));
+      m.fire = percent_at_least(*in.rate, *in.other, 0, *rule.threshold);
+      m.clear =
+          !percent_at_least(*in.rate, *in.other, 0, rule.resolve_below.value_or(*rule.threshold));
       return m;
     }
     case alert_condition::stale: {
@@ -154,6 +177,15 @@ rule_set load_rules(store& db, const config& cfg) {
   rule_set out;
   out.rules = cfg.alerts;
   for (const auto& [name, definition] : db.stored_rules()) {
+    // The config gained a rule of this name after the API rule was stored: one name, one
+    // state, so only the config's is judged.
+    if (std::any_of(cfg.alerts.begin(), cfg.alerts.end(),
+                    [&](const alert_rule& r) { return r.name == name; })) {
+      out.broken.emplace_back(name,
+                              "the config file now has a rule of the same name, which is "
+                              "evaluated instead; delete this API rule");
+      continue;
+    }
     auto parsed = alert_rule_from_json(definition, cfg);
     if (auto* rule = std::get_if<alert_rule>(&parsed)) {
       rule->name = name;
@@ -194,6 +226,23 @@ alert_event alert_engine::make_event(const alert_rule& rule, const alert_state& 
   if (!rule.currency.empty()) e.labels["currency"] = rule.currency;
   if (kind == event_kind::test) e.labels["test"] = "true";
   return e;
+}
+
+std::pair<alert_event, std::vector<std::string>> alert_engine::resolve_unjudged(
+    store& db, const alert_state& state, timestamp now) {
+  alert_rule gone;
+  gone.name = state.rule;
+  alert_event e = make_event(gone, state, event_kind::resolved, now, {});
+  if (auto prev = db.last_event(state.rule)) {
+    e.condition = prev->event.condition;
+    e.currency = prev->event.currency;
+    e.source = prev->event.source;
+    e.against = prev->event.against;
+    e.threshold = prev->event.threshold;
+    e.labels = prev->event.labels;
+    e.labels.erase("test");
+  }
+  return {std::move(e), last_notifiers(db, state.rule)};
 }
 
 std::size_t alert_engine::evaluate(store& db, timestamp now) {
@@ -260,21 +309,8 @@ std::size_t alert_engine::evaluate(store& db, timestamp now) {
                                     [&](const auto& b) { return b.first == name; });
     if (broken) continue;  // Kept until the rule is fixed or deleted.
     if (s.phase == alert_phase::firing) {
-      alert_rule gone;
-      gone.name = name;
-      alert_state last = s;
-      alert_event e = make_event(gone, last, event_kind::resolved, now, {});
-      if (auto prev = db.last_event(name)) {
-        e.condition = prev->event.condition;
-        e.currency = prev->event.currency;
-        e.source = prev->event.source;
-        e.against = prev->event.against;
-        e.threshold = prev->event.threshold;
-        e.labels = prev->event.labels;
-        e.labels.erase("test");
-      }
       log_.log(log_level::notice, "alert {}: rule removed while firing; sending resolved", name);
-      update.events.emplace_back(std::move(e), last_notifiers(db, name));
+      update.events.push_back(resolve_unjudged(db, s, now));
     }
     update.removed.push_back(name);
   }
@@ -285,13 +321,21 @@ std::size_t alert_engine::evaluate(store& db, timestamp now) {
 }
 
 alert_engine::removal alert_engine::remove(store& db, std::string_view name, timestamp now) {
-  for (const alert_rule& r : cfg_->alerts)
-    if (r.name == name) return removal::read_only;
-  const rule_set set = load_rules(db, *cfg_);
   const auto stored = db.stored_rules();
   const bool exists =
       std::any_of(stored.begin(), stored.end(), [&](const auto& s) { return s.first == name; });
+  for (const alert_rule& r : cfg_->alerts) {
+    if (r.name != name) continue;
+    if (!exists) return removal::read_only;
+    // An API rule that a config rule of the same name replaced (see load_rules): only
+    // its definition goes; the state is the config rule's.
+    db.delete_rule(name);
+    warned_.erase(std::string(name));
+    log_.log(log_level::notice, "alert {}: deleted the API rule the config rule replaced", name);
+    return removal::removed;
+  }
   if (!exists) return removal::not_found;
+  const rule_set set = load_rules(db, *cfg_);
 
   alert_update update;
   update.removed.emplace_back(name);
@@ -301,6 +345,8 @@ alert_engine::removal alert_engine::remove(store& db, std::string_view name, tim
                              [&](const alert_rule& r) { return r.name == name; });
     if (rule != set.rules.end()) {
       update.events.emplace_back(make_event(*rule, s, event_kind::resolved, now, {}), rule->notify);
+    } else {
+      update.events.push_back(resolve_unjudged(db, s, now));  // it no longer fits the config
     }
   }
   // The state and the resolved event first, then the rule: a crash in between leaves a

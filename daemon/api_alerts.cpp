@@ -277,9 +277,16 @@ http_response handle_test_alert(const request_context& ctx) {
   const rule_set set = load_rules(*ctx.db, ctx.cfg);
   auto rule = std::find_if(set.rules.begin(), set.rules.end(),
                            [&](const alert_rule& r) { return r.name == ctx.path_name; });
-  if (rule == set.rules.end())
+  if (rule == set.rules.end()) {
+    for (const auto& [name, why] : set.broken) {
+      if (name == ctx.path_name)
+        throw api_error(http::status::conflict, "broken",
+                        fmt::format("alert {} is not in use, so it cannot be tested: {}",
+                                    quote(ctx.path_name), why));
+    }
     throw api_error(http::status::not_found, "not_found",
                     fmt::format("no alert named {}", quote(ctx.path_name)));
+  }
   if (rule->notify.empty())
     throw api_error(http::status::conflict, "no_notifiers",
                     fmt::format("alert {} has no notifiers to test; add some to its notify list",

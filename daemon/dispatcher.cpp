@@ -66,6 +66,9 @@ dispatcher::dispatcher(net::io_context& ioc, std::shared_ptr<const config> cfg, 
       rng_(std::random_device{}()) {}
 
 dispatcher::~dispatcher() {
+  // A command already running finishes (bounded by its timeout); queued ones are dropped
+  // and stay pending, since their results could no longer be recorded.
+  exec_pool_.stop();
   exec_pool_.join();
 }
 
@@ -98,8 +101,12 @@ void dispatcher::poll() {
   }
   polling_ = true;
   writer_.post([this, guard = net::make_work_guard(ioc_)](store& db) {
-    auto due = db.due_deliveries(now());
+    const timestamp at = now();
+    auto due = db.due_deliveries(at);
     auto next = db.next_delivery_due();
+    // The earliest head is in due when it was due at `at`, and its finish() polls again;
+    // otherwise the timer is needed even if it has come due by the time on_due runs.
+    if (next && *next <= at) next.reset();
     net::post(ioc_, [this, due = std::move(due), next]() mutable { on_due(std::move(due), next); });
   });
 }
@@ -114,9 +121,8 @@ void dispatcher::on_due(std::vector<std::pair<delivery, alert_event>> due,
     repoll_ = false;
     return poll();
   }
-  // The earliest head in the future (a head that is due now is in flight and polls
-  // again when it finishes).
-  if (next && *next > now()) {
+  // The earliest head in the future, if it was not due when polled (see poll()).
+  if (next) {
     retry_timer_.expires_after(until(*next));
     retry_timer_.async_wait([this](boost::system::error_code ec) {
       if (!ec) poll();

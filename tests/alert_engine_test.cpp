@@ -176,6 +176,37 @@ TEST_CASE("alert_engine: change_pct and spread_pct measure percent moves") {
     in.rate = dec("91.8");
     CHECK_FALSE(measure(r, in, t0, t0).known);
   }
+  SUBCASE("percent comparisons are exact, with no tolerance either way") {
+    // +2 % exactly is not at least 2.000000000001 %.
+    r.threshold = dec("2.000000000001");
+    in.rate = dec("91.8");
+    CHECK_FALSE(measure(r, in, t0, t0).fire);
+    // A move a hair under 2 % is not 2 %: (101999.999999999999 - 100000) / 100000.
+    r.threshold = dec("2");
+    in.past = dec("100000");
+    in.rate = dec("101999.999999999999");
+    CHECK_FALSE(measure(r, in, t0, t0).fire);
+    in.rate = dec("102000.000000000000");
+    CHECK(measure(r, in, t0, t0).fire);
+    // At exactly the resolve level the state holds; a hair under, it clears.
+    r.resolve_below = dec("1");
+    in.past = dec("90");
+    in.rate = dec("90.9");  // +1 % exactly
+    CHECK_FALSE(measure(r, in, t0, t0).clear);
+    in.rate = dec("90.899999999999");
+    CHECK(measure(r, in, t0, t0).clear);
+    // The same for a spread.
+    r.condition = alert_condition::spread_pct;
+    r.against = "nbkr";
+    r.resolve_below.reset();
+    r.threshold = dec("1.500000000001");
+    in.other = dec("87");
+    in.rate = dec("88.305");  // 1.5 % exactly
+    CHECK_FALSE(measure(r, in, t0, t0).fire);
+    r.threshold = dec("1.5");
+    CHECK(measure(r, in, t0, t0).fire);
+    CHECK_FALSE(measure(r, in, t0, t0).clear);
+  }
   SUBCASE("spread against another source") {
     r.condition = alert_condition::spread_pct;
     r.threshold = dec("1.5");
@@ -403,4 +434,72 @@ TEST_CASE("alert_engine: test events and removal of API rules") {
     CHECK(engine.remove(db, "usd-high", t0) == alert_engine::removal::read_only);
     CHECK(engine.remove(db, "nope", t0) == alert_engine::removal::not_found);
   }
+}
+
+TEST_CASE("alert_engine: an API rule named like a config rule is not evaluated twice") {
+  // The config gained a rule of the same name after the API rule was stored; judging both
+  // under one state would make them overwrite each other and fire on every pass.
+  quiet_log q;
+  store db(":memory:");
+  alert_engine engine(config_with({above("90")}), q.log);
+  db.save_rule("usd-high", R"({"name":"usd-high","currency":"USD","above":"95"})", t0);
+  set_usd(db, "92", t0);
+
+  CHECK(engine.evaluate(db, t0) == 1);
+  CHECK(engine.evaluate(db, t0 + 1min) == 0);
+  CHECK(engine.evaluate(db, t0 + 2min) == 0);
+  CHECK(event_kinds(db) == std::vector<std::string>{"firing"});
+
+  const rule_set set = load_rules(db, engine.cfg());
+  REQUIRE(set.rules.size() == 1);
+  CHECK(set.rules[0].from_config);
+  REQUIRE(set.broken.size() == 1);
+  CHECK(set.broken[0].first == "usd-high");
+  CHECK(set.broken[0].second.find("config") != std::string::npos);
+
+  SUBCASE("deleting it removes the stored rule and leaves the config rule alone") {
+    CHECK(engine.remove(db, "usd-high", t0 + 3min) == alert_engine::removal::removed);
+    CHECK(db.stored_rules().empty());
+    const auto states = db.alert_states();
+    REQUIRE(states.size() == 1);
+    CHECK(states[0].phase == alert_phase::firing);
+    CHECK(event_kinds(db) == std::vector<std::string>{"firing"});
+    CHECK(engine.remove(db, "usd-high", t0 + 4min) == alert_engine::removal::read_only);
+  }
+}
+
+TEST_CASE("alert_engine: deleting a firing API rule that no longer fits the config resolves it") {
+  quiet_log q;
+  store db(":memory:");
+  const rate_quote usd{"USD", dec("92")};
+  db.record("nbkr", t0, std::span(&usd, 1), std::nullopt, 10.0);
+  db.save_rule("nbkr-high",
+               R"({"name":"nbkr-high","currency":"USD","source":"nbkr","above":"90",)"
+               R"("notify":["hook"],"labels":{"team":"fx"}})",
+               t0);
+  auto cfg = config_with({});
+  {
+    alert_engine engine(cfg, q.log);
+    CHECK(engine.evaluate(db, t0) == 1);
+  }
+  // The nbkr source is gone from the config: the stored rule is broken while firing.
+  config without_nbkr = *cfg;
+  std::erase_if(without_nbkr.sources, [](const source_config& s) { return s.name == "nbkr"; });
+  alert_engine engine(std::make_shared<const config>(without_nbkr), q.log);
+  REQUIRE(load_rules(db, engine.cfg()).broken.size() == 1);
+  CHECK(engine.evaluate(db, t0 + 1min) == 0);  // kept firing, not judged
+
+  CHECK(engine.remove(db, "nbkr-high", t0 + 2min) == alert_engine::removal::removed);
+  CHECK(event_kinds(db) == std::vector<std::string>{"firing", "resolved"});
+  const auto events = db.alert_events(std::nullopt, "nbkr-high", 10);
+  REQUIRE(events.size() == 2);
+  const alert_event& resolved = events[1].event;
+  CHECK(resolved.ends_at == t0 + 2min);
+  CHECK(resolved.starts_at == t0);
+  CHECK(resolved.source == "nbkr");
+  CHECK(resolved.labels.at("team") == "fx");
+  REQUIRE(events[1].deliveries.size() == 1);
+  CHECK(events[1].deliveries[0].first.notifier == "hook");
+  CHECK(db.alert_states().empty());
+  CHECK(db.stored_rules().empty());
 }

@@ -341,3 +341,21 @@ TEST_CASE("api alerts: methods are checked per path") {
   CHECK(res[http::field::allow] == "GET, HEAD");
   CHECK(f.send(http::verb::delete_, "/api/v1/alerts/a/b/c").result() == http::status::not_found);
 }
+
+TEST_CASE("api alerts: a stored rule that no longer fits the config says why it cannot be tested") {
+  fixture f;
+  f.db.save_rule("old-rule",
+                 R"({"name":"old-rule","currency":"USD","above":"90","notify":["gone"]})", now());
+  auto v = json_of(f.send(http::verb::get, "/api/v1/alerts"));
+  const auto* a = find_alert(v, "old-rule");
+  REQUIRE(a);
+  CHECK(a->at("state").as_string() == "broken");
+
+  auto res = f.send(http::verb::post, "/api/v1/alerts/old-rule/test");
+  CHECK(res.result() == http::status::conflict);
+  CHECK(error_code(res) == "broken");
+  const std::string message(json_of(res).at("error").at("message").as_string());
+  CHECK(message.find("old-rule") != std::string::npos);
+  CHECK(message.find("gone") != std::string::npos);
+  CHECK(f.changed == 0);
+}

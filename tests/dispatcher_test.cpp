@@ -6,7 +6,10 @@
 #include <cstdio>
 #include <deque>
 #include <filesystem>
+#include <fstream>
+#include <future>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <thread>
@@ -282,4 +285,105 @@ TEST_CASE("dispatcher: a failing delivery past give_up is marked failed, never d
     CHECK(attempts.back().http_status == 503);
     CHECK(attempts.back().outcome == "failed");
   }
+}
+
+TEST_CASE("dispatcher: a retry that comes due while the poll's answer waits is still sent") {
+  // The poll reads the outbox on the writer thread and the loop acts on the answer later;
+  // a head not yet due when read but due when acted on must still get a timer.
+  receiver r({});
+  harness h(two_notifiers(r, 24h));
+  const timestamp retry_at = now() + 300ms;
+  h.writer.post([&](store& db) {
+    h.engine.test(db, "usd-high", now());
+    for (const auto& [d, e] : db.due_deliveries(now())) {
+      delivery_attempt a;
+      a.at = now();
+      a.outcome = "retry";
+      a.error = "HTTP 503 Service Unavailable";
+      db.record_attempt(d.id, a, delivery_status::pending, retry_at);
+    }
+  });
+  h.d.start();
+  // The poll has answered (the writer runs jobs in order) before the loop runs ...
+  std::promise<void> polled;
+  h.writer.post([&](store&) { polled.set_value(); });
+  REQUIRE(polled.get_future().wait_for(10s) == std::future_status::ready);
+  CHECK(r.got().empty());
+  // ... and the loop acts on the answer only once the retry has come due.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (now() <= retry_at && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  REQUIRE(h.run_until([&] { return r.got().size() == 2 && h.settled(); }));
+}
+
+TEST_CASE("dispatcher: destroying it runs no exec command that had not started") {
+  std::FILE* sink = std::fopen("/dev/null", "w");
+  logger log{log_level::error, sink};
+  temp_path tmp;
+  const std::filesystem::path dir = tmp.path + "-exec";
+  std::filesystem::create_directory(dir);
+  const std::string runs = (dir / "runs").string();
+  const std::string go = (dir / "go").string();
+
+  // Two exec notifiers whose commands note that they ran, then wait for "go".
+  config c = default_config();
+  for (const char* name : {"a", "b"}) {
+    notifier_config n;
+    n.name = name;
+    n.kind = notifier_kind::exec;
+    n.command = {
+        "/bin/sh", "-c",
+        fmt::format("echo {} >> '{}'; while [ ! -e '{}' ]; do sleep 0.01; done", name, runs, go)};
+    n.timeout = 20s;
+    c.notifiers.push_back(n);
+  }
+  alert_rule rule;
+  rule.name = "usd-high";
+  rule.currency = "USD";
+  rule.source = "24kg";
+  rule.notify = {"a", "b"};
+  rule.threshold = decimal::parse("90");
+  c.alerts.push_back(rule);
+  auto cfg = std::make_shared<const config>(std::move(c));
+
+  const auto lines = [&] {
+    std::ifstream in(runs);
+    std::vector<std::string> out;
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+  };
+
+  net::io_context ioc;
+  alert_engine engine{cfg, log};
+  db_worker writer{tmp.path, store::mode::read_write, log};
+  std::optional<dispatcher> d;
+  d.emplace(ioc, cfg, writer, engine, log);
+  writer.post([&](store& db) { engine.test(db, "usd-high", now()); });
+  d->start();
+  // Both commands are queued at once; the exec thread runs one at a time.
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (lines().empty() && std::chrono::steady_clock::now() < deadline) {
+    ioc.restart();
+    ioc.run_for(20ms);
+  }
+  REQUIRE(lines().size() == 1);
+  // Shutting down as the daemon does: the loop has stopped, the writer is drained, then
+  // the dispatcher goes. The running command may finish; the queued one must not start.
+  d->stop();
+  writer.stop();
+  std::ofstream(go).put('\n');
+  d.reset();
+  CHECK(lines().size() == 1);
+
+  // Nothing was recorded for either: both stay pending, to be sent after a restart.
+  store db(tmp.path, store::mode::read_only);
+  const auto events = db.alert_events(std::nullopt, "", 10);
+  REQUIRE(events.size() == 1);
+  REQUIRE(events[0].deliveries.size() == 2);
+  for (const auto& [dl, attempts] : events[0].deliveries) {
+    CHECK(dl.status == delivery_status::pending);
+    CHECK(attempts.empty());
+  }
+  std::filesystem::remove_all(dir);
+  std::fclose(sink);
 }

@@ -6,6 +6,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <boost/uuid/random_generator.hpp>
@@ -79,6 +80,8 @@ class alert_engine {
   enum class removal { removed, not_found, read_only };
 
   /// Deletes an API rule; a firing one gets a resolved event first (sent to its notifiers).
+  /// A name that is a config rule is read_only, unless an API rule of that name is stored
+  /// from before the config had it: then that stored rule is deleted.
   removal remove(store& db, std::string_view name, timestamp now);
 
   /// Queues a test event for rule name through its notifiers; nullopt when no such rule.
@@ -96,6 +99,13 @@ class alert_engine {
   /// An event of kind for rule in state at now.
   alert_event make_event(const alert_rule& rule, const alert_state& state, event_kind kind,
                          timestamp now, const std::string& rate);
+
+  /// The resolved event of a firing rule that can no longer be judged (gone from the
+  /// config, or stored but no longer fitting it), with the notifiers its last event went
+  /// to; what the rule would have said comes from that event.
+  std::pair<alert_event, std::vector<std::string>> resolve_unjudged(store& db,
+                                                                    const alert_state& state,
+                                                                    timestamp now);
 
   std::shared_ptr<const config> cfg_;          ///< Rules, notifiers and sources.
   logger& log_;                                ///< Transitions and broken rules.

@@ -55,13 +55,15 @@ class dispatcher {
   /// Looks for due deliveries soon; safe to call from any thread.
   void kick();
 
-  /// Cancels timers; a send in flight is abandoned and stays pending in the outbox.
+  /// Cancels timers; a send in flight is abandoned and stays pending in the outbox. (An
+  /// exec command already running is waited for, up to its timeout, on destruction.)
   void stop();
 
  private:
   /// Asks the writer for due deliveries (one poll at a time).
   void poll();
-  /// Starts what is due and arms the timer for the next retry.
+  /// Starts what is due and arms the timer for next, the earliest head that was not yet
+  /// due when polled (none when the earliest was due: its finish() polls again).
   void on_due(std::vector<std::pair<delivery, alert_event>> due, std::optional<timestamp> next);
   /// Sends one delivery through its notifier.
   void send(const delivery& d, const alert_event& e);

@@ -164,7 +164,8 @@ def quiet_period(d, fixture, path, names, scrapes=3, timeout=60):
     cycles would have sent has been sent by then."""
     wait_scrapes(fixture, path, scrapes, timeout)
     last = fixture.log(path)[-1]["time"]
-    cutoff = datetime.datetime.fromtimestamp(int(last), datetime.timezone.utc)
+    # evaluated_at has whole seconds: only a later second is surely after the last scrape.
+    cutoff = datetime.datetime.fromtimestamp(int(last) + 1, datetime.timezone.utc)
     for name in names:
         wait_for(lambda: (t := rule(d, name)["evaluated_at"]) and parse_time(t) >= cutoff,
                  timeout=timeout, what=f"rule {name} evaluated after the last scrape")
