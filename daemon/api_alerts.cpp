@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <map>
 
@@ -169,8 +170,10 @@ void check_bearer(const http_request& req, std::string_view token) {
   const std::string_view header = req[http::field::authorization];
   constexpr std::string_view scheme = "Bearer ";
   if (header.size() <= scheme.size() ||
-      !std::equal(scheme.begin(), scheme.end(), header.begin(),
-                  [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+      !std::equal(scheme.begin(), scheme.end(), header.begin(), [](char a, char b) {
+        return std::tolower(static_cast<unsigned char>(a)) ==
+               std::tolower(static_cast<unsigned char>(b));
+      })) {
     throw api_error(http::status::unauthorized, "unauthorized",
                     "this request changes alerts and needs an Authorization: Bearer <token> "
                     "header");

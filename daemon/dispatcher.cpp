@@ -230,14 +230,28 @@ void dispatcher::finish(const delivery& d, const alert_event& e, delivery_attemp
   if (stats_) stats_->count_notification(d.notifier, a.outcome);
   writer_.post([this, id = d.id, notifier = d.notifier, a = std::move(a), status, next,
                 guard = net::make_work_guard(ioc_)](store& db) {
+    bool recorded = true;
     try {
       db.record_attempt(id, a, status, next);
     } catch (const std::exception& ex) {
-      log_.log(log_level::error, "{}: cannot record a delivery attempt: {}", notifier, ex.what());
+      recorded = false;
+      log_.log(log_level::error, "{}: cannot record a delivery attempt: {}; pausing this notifier",
+               notifier, ex.what());
     }
-    net::post(ioc_, [this, notifier] {
-      in_flight_.erase(notifier);
-      poll();
+    net::post(ioc_, [this, notifier, recorded] {
+      if (recorded) {
+        in_flight_.erase(notifier);
+        return poll();
+      }
+      // The delivery is still due in the outbox: sending it again at once would repeat
+      // it at network speed while the database refuses writes (a full disk). Hold the
+      // notifier for a first-retry delay instead.
+      auto pause = std::make_shared<net::steady_timer>(ioc_, first_retry);
+      pause->async_wait([this, notifier, pause](boost::system::error_code ec) {
+        if (ec) return;
+        in_flight_.erase(notifier);
+        poll();
+      });
     });
   });
 }
