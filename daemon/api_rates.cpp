@@ -61,7 +61,7 @@ timestamp parse_time_param(std::string_view name, std::string_view text) {
   if (auto t = parse_time(text)) return *t;
   throw api_error(
       http::status::bad_request, "invalid_parameter",
-      fmt::format("{}: expected YYYY-MM-DD, RFC 3339 or Unix seconds, got {}", name, quote(text)));
+      fmt::format("{}: expected YYYY-MM-DD, RFC 3339 or Unix seconds or milliseconds, got {}", name, quote(text)));
 }
 
 /// The validated history parameters, plus how to render them.

@@ -92,14 +92,17 @@ std::optional<sys_days> parse_date(std::string_view text) {
 std::optional<timestamp> parse_time(std::string_view text) {
   if (text.empty()) return std::nullopt;
 
-  // Unix seconds: up to 11 digits keeps the result below the year 9999 limit.
+  // Unix seconds: up to 11 digits keeps the result below the year 9999 limit. 12 to 14
+  // digits are Unix milliseconds, which is what Grafana's ${__from} and ${__to} give
+  // (seconds that long would be past the year 9999 anyway, so nothing is ambiguous).
   bool all_digits = true;
   for (char c : text) all_digits = all_digits && is_digit(c);
   if (all_digits) {
-    if (text.size() > 11) return std::nullopt;
-    std::int64_t secs = 0;
-    for (char c : text) secs = secs * 10 + (c - '0');
-    return timestamp{seconds(secs)};
+    if (text.size() > 14) return std::nullopt;
+    std::int64_t n = 0;
+    for (char c : text) n = n * 10 + (c - '0');
+    if (text.size() > 11) return timestamp{std::chrono::milliseconds(n)};
+    return timestamp{seconds(n)};
   }
 
   const auto date = parse_date(text.substr(0, 10));

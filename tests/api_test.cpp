@@ -462,7 +462,7 @@ TEST_CASE("api history rejects bad parameters") {
   }
   SUBCASE("garbage dates") {
     CHECK(bad("currency=USD&from=yesterday", "invalid_parameter") ==
-          "from: expected YYYY-MM-DD, RFC 3339 or Unix seconds, got \"yesterday\"");
+          "from: expected YYYY-MM-DD, RFC 3339 or Unix seconds or milliseconds, got \"yesterday\"");
     CHECK(contains(bad("currency=USD&to=2025-13-01", "invalid_parameter"), "to: "));
     bad("currency=USD&from=", "invalid_parameter");
   }

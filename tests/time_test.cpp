@@ -97,13 +97,19 @@ TEST_CASE("parse_time reads dates, RFC 3339 and Unix seconds") {
     CHECK(parse_time("0") == timestamp{});
     CHECK(parse_time("99999999999") == timestamp{99999999999s});
   }
+  SUBCASE("Unix milliseconds (12 to 14 digits)") {
+    CHECK(parse_time("1749552720000") == seed_time);
+    CHECK(parse_time("1749552720123") == seed_time + 123ms);
+    CHECK(parse_time("999999999999") == timestamp{999999999999ms});
+    CHECK(parse_time("99999999999999") == timestamp{99999999999999ms});
+  }
   SUBCASE("rejects everything else") {
     for (const char* bad : {
              "",
              "now",
              "-1",
              "+1749552720",
-             "999999999999",                     // 12 digits
+             "999999999999999",                  // 15 digits
              "1749552720.5",                     // fractional Unix seconds
              "2025-06-10T10:52:00",              // no zone
              "2025-06-10T10:52Z",                // no seconds

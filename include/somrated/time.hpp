@@ -23,8 +23,9 @@ std::string format_date(std::chrono::sys_days d);
 
 /// Parses a query-string time: "2025-06-10" (midnight UTC), RFC 3339 with 'Z' or an
 /// offset ("2025-06-10T10:52:00Z", "2025-06-10T16:52:00+06:00", fractional seconds
-/// allowed, truncated to ms; 't', 'z' and a space for 'T' too) or Unix seconds
-/// ("1749552720", at most 11 digits). Years 1970..9999, nothing before the epoch.
+/// allowed, truncated to ms; 't', 'z' and a space for 'T' too), Unix seconds
+/// ("1749552720", at most 11 digits) or Unix milliseconds ("1749552720000", 12 to 14
+/// digits, as Grafana's ${__from} gives). Years 1970..9999, nothing before the epoch.
 /// Returns nullopt for anything else.
 std::optional<timestamp> parse_time(std::string_view text);
 
