@@ -267,7 +267,9 @@ http_response handle_index(const request_context& ctx) {
   }
   w.end_array();
   w.end_object();
-  return json_response(ctx, http::status::ok, std::move(w).release());
+  auto res = json_response(ctx, http::status::ok, std::move(w).release());
+  res.set(http::field::vary, "Accept");  // the same URL answers HTML to browsers
+  return res;
 }
 
 http_response handle_healthz(const request_context& ctx) {
