@@ -39,6 +39,20 @@ std::string external_url(const config& cfg) {
   return cfg.server.external_url.empty() ? "http://" + cfg.server.listen : cfg.server.external_url;
 }
 
+/// The HTTP client's request for a notification to n: no redirects, a small answer cap.
+fetch_request to_fetch(outgoing_request out, const notifier_config& n) {
+  fetch_request req;
+  req.url = std::move(out.url);
+  req.method = std::move(out.method);
+  req.body = std::move(out.body);
+  req.headers = std::move(out.headers);
+  req.ca_file = n.ca_file;
+  req.timeout = n.timeout;
+  req.max_body = max_receiver_body;
+  req.max_redirects = 0;
+  return req;
+}
+
 }  // namespace
 
 std::chrono::milliseconds delivery_backoff(int attempts, double jitter,
@@ -168,22 +182,13 @@ void dispatcher::send(const delivery& d, const alert_event& e) {
     });
     return;
   }
-  outgoing_request out = build_request(*n, e, external);
-  fetch_request req;
-  req.url = std::move(out.url);
-  req.method = std::move(out.method);
-  req.body = std::move(out.body);
-  req.headers = std::move(out.headers);
-  req.ca_file = n->ca_file;
-  req.timeout = n->timeout;
-  req.max_body = max_receiver_body;
-  req.max_redirects = 0;
-  client_.async_fetch(std::move(req), [this, d, e, a, n, t0](fetch_result r) mutable {
-    a.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
-        std::chrono::steady_clock::now() - t0);
-    a.http_status = r.status;
-    finish(d, e, std::move(a), classify_response(*n, r));
-  });
+  client_.async_fetch(to_fetch(build_request(*n, e, external), *n),
+                      [this, d, e, a, n, t0](fetch_result r) mutable {
+                        a.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
+                            std::chrono::steady_clock::now() - t0);
+                        a.http_status = r.status;
+                        finish(d, e, std::move(a), classify_response(*n, r));
+                      });
 }
 
 void dispatcher::finish(const delivery& d, const alert_event& e, delivery_attempt a,
@@ -280,24 +285,16 @@ void dispatcher::resend_firing() {
         in_flight_.insert(name);
         auto left = std::make_shared<std::size_t>(events.size());
         for (const alert_event* e : events) {
-          outgoing_request out = build_request(*n, *e, external);
-          fetch_request req;
-          req.url = std::move(out.url);
-          req.method = std::move(out.method);
-          req.body = std::move(out.body);
-          req.headers = std::move(out.headers);
-          req.ca_file = n->ca_file;
-          req.timeout = n->timeout;
-          req.max_body = max_receiver_body;
-          req.max_redirects = 0;
-          client_.async_fetch(std::move(req), [this, name, left, rule = e->rule](fetch_result r) {
-            if (!r.ok())
-              log_.log(log_level::debug, "{}: re-posting {} failed: {}", name, rule, r.error);
-            if (--*left == 0) {
-              in_flight_.erase(name);
-              poll();
-            }
-          });
+          client_.async_fetch(to_fetch(build_request(*n, *e, external), *n),
+                              [this, name, left, rule = e->rule](fetch_result r) {
+                                if (!r.ok())
+                                  log_.log(log_level::debug, "{}: re-posting {} failed: {}", name,
+                                           rule, r.error);
+                                if (--*left == 0) {
+                                  in_flight_.erase(name);
+                                  poll();
+                                }
+                              });
         }
       }
     });
