@@ -347,6 +347,14 @@ bool api::needs_writer(const http_request& req) const {
 
 std::optional<http_response> api::respond(const http_request& req, store* db) const {
   bool pretty = false;
+  const route* matched = nullptr;  // known once the path and method are
+  // A browser page reading the API (Grafana's browser access) sees an error's message
+  // only when the error allows its origin too; writes never do.
+  auto readable_error = [&](http_response res) {
+    if (!matched || matched->needs != access::writer)
+      res.set(http::field::access_control_allow_origin, "*");
+    return res;
+  };
   try {
     auto url = parse_target(req.target());
     if (!url) {
@@ -371,6 +379,7 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
       return res;
     }
     const route& r = *m.r;
+    matched = &r;
     // Writes are authorised before they queue for the writer thread.
     if (r.needs == access::writer) check_bearer(req, cfg_->server.token);
     if (r.needs != access::none && !db) return std::nullopt;
@@ -382,17 +391,20 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
       // Reads may be used from a browser page on another origin (Grafana's browser
       // access, a dashboard) and cached by validators.
       res.set(http::field::access_control_allow_origin, "*");
-      if (res.result() == http::status::ok) revalidate(req, res);
+      // Validators describe what GET returns; a POST (Grafana's queries) is answered anew.
+      const bool safe = req.method() == http::verb::get || req.method() == http::verb::head;
+      if (safe && res.result() == http::status::ok) revalidate(req, res);
     }
     return res;
   } catch (const api_error& e) {
     auto res = error_response(req.version(), e.status(), e.code(), e.what(), pretty);
     if (e.status() == http::status::unauthorized)
       res.set(http::field::www_authenticate, "Bearer realm=\"somrated\"");
-    return res;
+    return readable_error(std::move(res));
   } catch (const store_error& e) {
-    return error_response(req.version(), http::status::service_unavailable, "database_unavailable",
-                          fmt::format("database error: {}", e.what()), pretty);
+    return readable_error(error_response(req.version(), http::status::service_unavailable,
+                                         "database_unavailable",
+                                         fmt::format("database error: {}", e.what()), pretty));
   }
 }
 

@@ -54,6 +54,11 @@ constexpr std::int64_t max_total_points = 200000;
 constexpr std::size_t max_events = 1000;
 /// Digits after the point of a spread percentage.
 constexpr int spread_scale = 4;
+/// Most currencies, or sources, one target may list (ISO 4217 has fewer than 200 codes).
+constexpr std::size_t max_names = 256;
+/// Longest a target may grow to once its variables are replaced (the transport's cap on a
+/// whole body): "$v$v…" with a long value would otherwise multiply the body's size.
+constexpr std::size_t max_target_size = 64 * 1024;
 /// The latest time a number of milliseconds may name: 9999-12-31T23:59:59.999Z.
 constexpr std::int64_t max_time_ms = 253402300799999;
 
@@ -177,7 +182,8 @@ std::optional<std::int64_t> count_member(const json::object& o, std::string_view
                                          std::string_view path) {
   const json::value* v = member(o, key);
   if (!v) return std::nullopt;
-  if (v->is_int64() && v->get_int64() >= 0) return v->get_int64();
+  // Capped like the other kinds: an unbounded intervalMs would overflow the step search.
+  if (v->is_int64() && v->get_int64() >= 0 && v->get_int64() <= max_time_ms) return v->get_int64();
   if (v->is_uint64() && v->get_uint64() <= static_cast<std::uint64_t>(max_time_ms))
     return static_cast<std::int64_t>(v->get_uint64());
   if (v->is_double() && v->get_double() >= 0 && v->get_double() <= double(max_time_ms))
@@ -355,8 +361,13 @@ name_set parse_names(std::string_view text, std::string_view path, std::string_v
   if (text.size() >= 2 && text.front() == '(' && text.back() == ')')
     text = text.substr(1, text.size() - 2);
   std::string current;
+  std::size_t listed = 0;  // names read, repeats included
   auto finish = [&] {
     if (current.empty()) throw bad_field(path, fmt::format("an empty {} in the target", what));
+    if (++listed > max_names) {
+      throw bad_field(path,
+                      fmt::format("lists more than {} {} names; use * for all", max_names, what));
+    }
     if (std::find(out.names.begin(), out.names.end(), current) == out.names.end())
       out.names.push_back(current);
     current.clear();
@@ -437,6 +448,10 @@ std::string resolve_variables(std::string_view target, const json::object* scope
                                         name));
     }
     out += variable_text(*value, path, name);
+    if (out.size() > max_target_size) {
+      throw bad_field(path, fmt::format("longer than {} bytes once its variables are replaced",
+                                        max_target_size));
+    }
     i = end;
   }
   return out;
@@ -784,12 +799,9 @@ std::string_view payload_choice(const json::object& payload, std::string_view ke
   throw bad_field(field, fmt::format("expected one of {}, got {}", join_or_none(names), quote(*v)));
 }
 
-/// Reserves n series (of `sources` histories each) of the request's budget; 400
-/// too_many_series past it.
-void take_series(query_frame& q, std::size_t n, int sources, std::string_view path) {
-  const std::int64_t points =
-      static_cast<std::int64_t>(n) * sources *
-      bucket_count(epoch_ms(q.buckets.from), epoch_ms(q.to), q.buckets.step.count());
+/// Reserves n answers and as many points (store lookups, or rows) of the request's
+/// budget; 400 too_many_series past it.
+void take(query_frame& q, std::size_t n, std::int64_t points, std::string_view path) {
   if (n > q.series_left || points > q.points_left) {
     throw api_error(http::status::bad_request, "too_many_series",
                     fmt::format("{}: the targets ask for more than {} series or {} points; "
@@ -798,6 +810,14 @@ void take_series(query_frame& q, std::size_t n, int sources, std::string_view pa
   }
   q.series_left -= n;
   q.points_left -= points;
+}
+
+/// Reserves n series (of `sources` histories each) of the request's budget.
+void take_series(query_frame& q, std::size_t n, int sources, std::string_view path) {
+  take(q, n,
+       static_cast<std::int64_t>(n) * sources *
+           bucket_count(epoch_ms(q.buckets.from), epoch_ms(q.to), q.buckets.step.count()),
+       path);
 }
 
 /// Answers a rate or spread target; path names the target ("targets[0]").
@@ -860,6 +880,9 @@ void write_annotations(json_writer& w, query_frame& q, const json::object& paylo
                        std::string_view ref_id, std::string_view path) {
   const auto rule = string_member(payload, "rule", fmt::format("{}.payload.rule", path));
   const auto source = string_member(payload, "source", fmt::format("{}.payload.source", path));
+  // Each annotation target reads up to max_events events: a body of many of them
+  // would read and answer without bound.
+  take(q, 1, static_cast<std::int64_t>(max_events), path);
   const std::vector<event_record> events =
       q.ctx.db->alert_events(q.from, rule.value_or(""), max_events);
   std::vector<const alert_event*> shown;
@@ -900,7 +923,8 @@ void write_annotations(json_writer& w, query_frame& q, const json::object& paylo
 /// Answers "health": one row per source (source, status, last_success, last_attempt,
 /// consecutive_failures, last_error). Status is ok, stale (no success within 3
 /// intervals), failing (the last attempts failed) or never (no success yet).
-void write_health(json_writer& w, query_frame& q, std::string_view ref_id) {
+void write_health(json_writer& w, query_frame& q, std::string_view ref_id, std::string_view path) {
+  take(q, 1, std::max<std::int64_t>(1, static_cast<std::int64_t>(q.ctx.cfg.sources.size())), path);
   begin_table(w, ref_id,
               {{"source", "string"},
                {"status", "string"},
@@ -953,7 +977,7 @@ void write_target(json_writer& w, query_frame& q, const json::value& item, std::
   if (target == "alerts") {
     write_annotations(w, q, payload, ref_id, path);
   } else if (target == "health") {
-    write_health(w, q, ref_id);
+    write_health(w, q, ref_id, path);
   } else if (target.empty()) {
     throw bad_field(target_path, "empty; name a metric from /grafana/metrics, such as USD@nbkr");
   } else {

@@ -630,6 +630,12 @@ TEST_CASE("grafana: /query refuses malformed bodies, naming the field") {
   field_error(f.post("query", query_body(R"([{"target":""}])")), "targets[0].target");
   field_error(f.post("query", query_body(R"([{"target":"(USD|)@24kg"}])")), "targets[0].target");
 
+  // intervalMs past the year 9999 is refused (a huge one used to overflow the step).
+  for (std::string_view huge : {"5000000000000000000", "9223372036854775807"}) {
+    CAPTURE(huge);
+    field_error(f.post("query", query_body(targets, {.interval_ms = huge})), "intervalMs");
+  }
+
   // 41 targets of 5 series each: the 41st passes the limit of 200 series per request.
   std::string many = "[";
   for (int i = 0; i < 41; ++i) many += fmt::format("{}{{\"target\":\"*@*\"}}", i ? "," : "");
@@ -637,6 +643,50 @@ TEST_CASE("grafana: /query refuses malformed bodies, naming the field") {
   CHECK(contains(field_error(f.post("query", query_body(many, {.max_points = "1"})), "targets[40]",
                              "too_many_series"),
                  "200 series"));
+}
+
+TEST_CASE("grafana: /query bounds the work one body can ask for") {
+  fixture f;
+  SUBCASE("a target lists at most 256 names") {
+    std::string codes;
+    for (int i = 0; i < 257; ++i)
+      codes +=
+          fmt::format("{}{}{}{}", i ? "|" : "", char('A' + i / 26 % 26), char('A' + i % 26), 'X');
+    const std::string m = field_error(
+        f.post("query", query_body(fmt::format(R"([{{"target":"({})@24kg"}}])", codes))),
+        "targets[0].target");
+    CHECK(contains(m, "more than 256 currency names"));
+    // 256 are fine: 255 of these and USD, which alone has data.
+    codes.resize(codes.rfind('|'));
+    codes.resize(codes.rfind('|'));
+    const auto v = ok_json(
+        f.post("query", query_body(fmt::format(R"([{{"target":"({}|USD)@24kg"}}])", codes))));
+    CHECK(targets_of(v) == std::vector<std::string>{"USD@24kg"});
+  }
+  SUBCASE("variables may not multiply a target past 64 KiB") {
+    const std::string value(2000, 'U');
+    std::string target;
+    for (int i = 0; i < 40; ++i) target += "$v";
+    const std::string m = field_error(
+        f.post("query", query_body(fmt::format(R"([{{"target":"{}"}}])", target),
+                                   {.scoped = fmt::format(R"({{"v":{{"text":"v","value":"{}"}}}})",
+                                                          value)})),
+        "targets[0].target");
+    CHECK(contains(m, "longer than 65536 bytes"));
+  }
+  SUBCASE("annotation and health targets count against the request's budget") {
+    for (std::string_view target : {"alerts", "health"}) {
+      CAPTURE(target);
+      std::string many = "[";
+      for (int i = 0; i < 201; ++i)
+        many += fmt::format(R"({}{{"target":"{}"}})", i ? "," : "", target);
+      many += "]";
+      field_error(f.post("query", query_body(many)), "targets[200]", "too_many_series");
+      // The last one alone is no problem.
+      many.resize(many.rfind(','));
+      CHECK(ok_json(f.post("query", query_body(many + "]"))).as_array().size() == 200);
+    }
+  }
 }
 
 TEST_CASE("grafana: /variable, /tag-keys and /tag-values") {
@@ -699,4 +749,24 @@ TEST_CASE("grafana: CORS preflight and answers for browser access") {
   CHECK(contains((*quick)[http::field::access_control_allow_methods], "POST"));
   const auto res = f.post("query", query_body(R"([{"target":"USD"}])"));
   CHECK(res[http::field::access_control_allow_origin] == "*");
+
+  // Errors too, so the plugin can show their message; writes never allow other origins.
+  const auto refused = f.post("query", "");
+  CHECK(refused.result() == http::status::bad_request);
+  CHECK(refused[http::field::access_control_allow_origin] == "*");
+  CHECK(f.send(http::verb::get, "/grafana/nope")[http::field::access_control_allow_origin] == "*");
+  const auto write = f.send(http::verb::post, "/api/v1/alerts", "{}");
+  CHECK(write.result() == http::status::forbidden);
+  CHECK(write[http::field::access_control_allow_origin].empty());
+
+  // A query is a POST: it carries no validator and is never answered 304.
+  CHECK(res[http::field::etag].empty());
+  http_request again(http::verb::post, "/grafana/query", 11);
+  again.set(http::field::content_type, "application/json");
+  again.set(http::field::if_none_match, "*");
+  again.body() = query_body(R"([{"target":"USD"}])");
+  again.prepare_payload();
+  const auto answered = f.routes.handle(again, f.db);
+  CHECK(answered.result() == http::status::ok);
+  CHECK(answered.body() == res.body());
 }
