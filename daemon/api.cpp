@@ -376,6 +376,7 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
           fmt::format("{} is not allowed on {}; use {}", req.method_string(), path, m.allow),
           pretty);
       res.set(http::field::allow, m.allow);
+      res.set(http::field::access_control_allow_origin, "*");
       return res;
     }
     const route& r = *m.r;

@@ -554,6 +554,7 @@ TEST_CASE("api query and method handling") {
       auto res = f.send("/api/v1/latest", m);
       error_message(res, http::status::method_not_allowed, "method_not_allowed");
       CHECK(res[http::field::allow] == "GET, HEAD");
+      CHECK(res[http::field::access_control_allow_origin] == "*");
     }
   }
 
