@@ -201,6 +201,11 @@ rule_set load_rules(store& db, const config& cfg) {
 alert_engine::alert_engine(std::shared_ptr<const config> cfg, logger& log)
     : cfg_(std::move(cfg)), log_(log) {}
 
+void alert_engine::set_config(std::shared_ptr<const config> cfg) {
+  cfg_ = std::move(cfg);
+  warned_.clear();  // a stored rule may fit the new config, or break differently
+}
+
 alert_event alert_engine::make_event(const alert_rule& rule, const alert_state& state,
                                      event_kind kind, timestamp now, const std::string& rate) {
   alert_event e;

@@ -323,6 +323,16 @@ api::api(std::shared_ptr<const config> cfg, const source_board& board, alert_eng
       alerts_changed_(std::move(alerts_changed)),
       stats_(stats) {}
 
+void api::set_config(std::shared_ptr<const config> cfg) {
+  const std::lock_guard lock(config_mutex_);
+  cfg_ = std::move(cfg);
+}
+
+std::shared_ptr<const config> api::config_snapshot() const {
+  const std::lock_guard lock(config_mutex_);
+  return cfg_;
+}
+
 http_response api::handle(const http_request& req, store& db) const {
   return *respond(req, &db);
 }
@@ -381,11 +391,12 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
     }
     const route& r = *m.r;
     matched = &r;
+    const std::shared_ptr<const config> cfg = config_snapshot();
     // Writes are authorised before they queue for the writer thread.
-    if (r.needs == access::writer) check_bearer(req, cfg_->server.token);
+    if (r.needs == access::writer) check_bearer(req, cfg->server.token);
     if (r.needs != access::none && !db) return std::nullopt;
     const query_params params = collect_params(*url, r);
-    const request_context ctx{req,   db,     *cfg_,   board_,           params, pretty,
+    const request_context ctx{req,   db,     *cfg,    board_,           params, pretty,
                               now(), m.name, engine_, &alerts_changed_, stats_};
     http_response res = r.handler(ctx);
     if (r.needs != access::writer) {

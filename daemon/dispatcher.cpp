@@ -53,6 +53,15 @@ fetch_request to_fetch(outgoing_request out, const notifier_config& n) {
   return req;
 }
 
+/// The shortest re-post period of cfg's Alertmanager notifiers; none without one.
+std::optional<std::chrono::milliseconds> resend_period(const config& cfg) {
+  std::optional<std::chrono::milliseconds> period;
+  for (const notifier_config& n : cfg.notifiers)
+    if (n.kind == notifier_kind::alertmanager)
+      period = std::min(period.value_or(n.resend), n.resend);
+  return period;
+}
+
 }  // namespace
 
 std::chrono::milliseconds delivery_backoff(int attempts, double jitter,
@@ -89,6 +98,13 @@ dispatcher::~dispatcher() {
 void dispatcher::start() {
   poll();
   resend_firing();
+}
+
+void dispatcher::set_config(std::shared_ptr<const config> cfg) {
+  cfg_ = std::move(cfg);
+  if (stopped_) return;
+  // An unchanged period keeps its clock: reloading often must not hold re-posts back.
+  if (resend_period(*cfg_) != resend_period_) arm_resend();
 }
 
 void dispatcher::kick() {
@@ -182,8 +198,9 @@ void dispatcher::send(const delivery& d, const alert_event& e) {
     });
     return;
   }
+  // cfg keeps n alive should a reload replace cfg_ while the request is out.
   client_.async_fetch(to_fetch(build_request(*n, e, external), *n),
-                      [this, d, e, a, n, t0](fetch_result r) mutable {
+                      [this, d, e, a, n, t0, cfg = cfg_](fetch_result r) mutable {
                         a.duration = std::chrono::duration_cast<std::chrono::milliseconds>(
                             std::chrono::steady_clock::now() - t0);
                         a.http_status = r.status;
@@ -263,11 +280,8 @@ void dispatcher::finish(const delivery& d, const alert_event& e, delivery_attemp
 
 void dispatcher::resend_firing() {
   if (stopped_) return;
-  std::optional<std::chrono::milliseconds> period;
-  for (const notifier_config& n : cfg_->notifiers)
-    if (n.kind == notifier_kind::alertmanager)
-      period = std::min(period.value_or(n.resend), n.resend);
-  if (!period) return;
+  arm_resend();
+  if (!resend_period_) return;
 
   writer_.post([this, guard = net::make_work_guard(ioc_)](store& db) {
     auto firing = engine_.firing_snapshot(db, now());
@@ -299,7 +313,13 @@ void dispatcher::resend_firing() {
       }
     });
   });
-  resend_timer_.expires_after(*period);
+}
+
+void dispatcher::arm_resend() {
+  resend_period_ = resend_period(*cfg_);
+  resend_timer_.cancel();
+  if (!resend_period_) return;
+  resend_timer_.expires_after(*resend_period_);
   resend_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) resend_firing();
   });

@@ -1,5 +1,6 @@
 #include "somrated/http_server.hpp"
 
+#include <linux/filter.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -34,6 +35,9 @@ namespace {
 constexpr std::chrono::milliseconds accept_backoff_min{50};
 /// Longest pause between accept retries.
 constexpr std::chrono::milliseconds accept_backoff_max{1000};
+
+/// Connections taken from the backlog at shutdown, at most (the listen backlog's size).
+constexpr std::size_t max_drained = 4096;
 
 /// The TCP protocol (v4 or v6) of a listening descriptor; throws if fd is not one.
 tcp protocol_of_listening_fd(int fd) {
@@ -91,6 +95,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   void adopt(int fd) {
     acceptor_.assign(protocol_of_listening_fd(fd), fd);
     endpoint_ = acceptor_.local_endpoint();
+    adopted_ = true;
   }
 
   /// Accepts the next connection onto a strand of its own.
@@ -104,10 +109,26 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
 
   /// Starts a session for the new connection (or rejects it) and accepts again.
   void on_accept(boost::system::error_code ec, tcp::socket socket) noexcept {
-    if (stopping_ || ec == net::error::operation_aborted) return;
+    if (ec == net::error::operation_aborted) return;
+    if (stopping_) {
+      // Accepted just before stop() closed the acceptor: the client is waiting for an
+      // answer like any other, so it is served and then closed.
+      if (!ec) {
+        if (auto session = admit(std::move(socket)))
+          net::post(session->executor(), [session] { session->stop(); });
+      }
+      return;
+    }
     if (ec == net::error::connection_aborted) return do_accept_guarded();
     if (ec) return back_off(ec);
     backoff_ = std::chrono::milliseconds::zero();
+    admit(std::move(socket));
+    do_accept_guarded();
+  }
+
+  /// Starts a session for an accepted connection, or answers it 503 when
+  /// max_connections are open; null when no session could be made.
+  std::shared_ptr<http_session> admit(tcp::socket socket) noexcept {
     try {
       const bool full = tracker_->count() >= ctx_->limits.max_connections;
       auto session = std::make_shared<http_session>(std::move(socket), ctx_, tracker_, !full);
@@ -124,10 +145,39 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
         full_logged_ = false;
         session->run();
       }
+      return session;
     } catch (const std::exception& e) {
       ctx_->log.log(log_level::error, "http: cannot start session: {}", e.what());
+      return nullptr;
     }
-    do_accept_guarded();
+  }
+
+  /// Takes, without waiting, the connections the kernel has completed but nobody has
+  /// accepted yet: closing a listening socket resets those, although their clients
+  /// have connected and may have sent a request. Each becomes a session that
+  /// stop_all() then lets finish.
+  ///
+  /// So that no connection completes between the last accept and the close, a socket
+  /// filter that drops every packet goes on first: a new client's SYN is dropped, it
+  /// retries a moment later, finds the port closed and is refused. Not for an adopted
+  /// socket: the service manager keeps that one open, and what waits in it is for the
+  /// next start.
+  void drain_backlog() noexcept {
+    if (adopted_) return;
+    sock_filter drop_all[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
+    const sock_fprog program{1, drop_all};
+    // Without the filter (not Linux, or refused) the window is a few microseconds.
+    ::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program);
+    boost::system::error_code ec;
+    acceptor_.non_blocking(true, ec);
+    if (ec) return;
+    // Bounded: a flood cannot keep shutdown accepting forever.
+    for (std::size_t i = 0; i < max_drained; ++i) {
+      tcp::socket socket(net::make_strand(ioc_));
+      acceptor_.accept(socket, ec);
+      if (ec) return;
+      admit(std::move(socket));
+    }
   }
 
   /// do_accept, logging instead of throwing; a failure here ends accepting.
@@ -154,6 +204,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   void begin_stop(std::chrono::milliseconds grace, std::function<void()> done) {
     if (!stopping_) {
       stopping_ = true;
+      drain_backlog();
       boost::system::error_code ec;
       acceptor_.close(ec);
       backoff_timer_.cancel();
@@ -197,6 +248,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   std::shared_ptr<connection_tracker> tracker_;  ///< Shared with every session.
   std::chrono::milliseconds backoff_{0};  ///< Current accept retry pause; zero after success.
   bool started_ = false;                  ///< start() ran.
+  bool adopted_ = false;                  ///< The socket was passed in (socket activation).
   bool stopping_ = false;                 ///< stop() ran or the server is being destroyed.
   bool full_logged_ = false;  ///< The max_connections warning was logged for this episode.
 };

@@ -40,6 +40,10 @@ constexpr std::chrono::milliseconds linger_limit{1000};
 /// Deadline for writing the 503 to a connection over the limit.
 constexpr std::chrono::milliseconds reject_write_limit{1000};
 
+/// How long a connection without a request in progress may still take to send one once
+/// the server is stopping.
+constexpr std::chrono::milliseconds stop_request_wait{1000};
+
 /// Chunk read while waiting for the first byte of a request.
 constexpr std::size_t first_read_size = 4096;
 
@@ -222,9 +226,18 @@ void http_session::reject() {
 void http_session::stop() {
   guarded("stop", [&] {
     stopping_ = true;
-    // Idle connections have nothing to finish; the others see stopping_ when they
-    // write their response and close after it.
-    if (phase_ == phase::idle) close();
+    // Busy connections see stopping_ when they write their response and close after it.
+    if (phase_ != phase::idle) return;
+    // An idle keep-alive connection has nothing to finish.
+    beast::error_code ec;
+    const std::size_t unread = stream_.socket().available(ec);
+    if (seq_ > 0 && !ec && unread == 0) return close();
+    // A new connection has not sent its request yet (its client has connected and is
+    // about to), or a request is already arriving: closing would reset it, so the wait
+    // for it is cut to stop_request_wait instead. The read is cancelled and started
+    // again under that deadline (on_first_bytes); no received byte is lost.
+    rewait_ = true;
+    stream_.cancel();
   });
 }
 
@@ -263,6 +276,15 @@ void http_session::do_wait_request() {
 
 void http_session::on_first_bytes(beast::error_code ec, std::size_t n) {
   if (phase_ == phase::closed) return;
+  if (ec == net::error::operation_aborted && std::exchange(rewait_, false)) {
+    stream_.expires_after(std::min(stop_request_wait, ctx_->limits.idle_timeout));
+    stream_.async_read_some(buffer_.prepare(std::min(first_read_size, buffer_.max_size())),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->guarded("read", [&] { self->on_first_bytes(ec, n); });
+                            });
+    return;
+  }
+  rewait_ = false;
   if (ec) {
     ctx_->log.log(log_level::debug, "http {}: closing idle connection: {}", peer_, ec.message());
     return close();

@@ -166,6 +166,7 @@ class http_session : public std::enable_shared_from_this<http_session> {
 
   phase phase_ = phase::idle;    ///< Where the request cycle is.
   bool stopping_ = false;        ///< The server is shutting down.
+  bool rewait_ = false;          ///< stop() cancelled the idle read to restart it shorter.
   bool keep_alive_ = false;      ///< Whether the response being written keeps the connection.
   unsigned req_version_ = 11;    ///< Version of the request being answered.
   bool req_keep_alive_ = false;  ///< Whether the client asked to keep the connection.

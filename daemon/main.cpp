@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   try {
     if (opts.cmd == cli_options::command::scrape)
       return scrape_once(cfg, opts.source, log, std::cout);
-    return run_daemon(cfg, log);
+    return run_daemon(cfg, log, opts);
   } catch (const std::exception& e) {
     log.log(log_level::error, "fatal: {}", e.what());
     return 1;

@@ -29,6 +29,7 @@ struct scheduler::source_state {
   std::string last_modified;
   std::vector<rate_quote> last_quotes;  ///< What the last 200 said; a 304 confirms it again.
   int failures = 0;                     ///< Consecutive failed scrapes.
+  bool retired = false;                 ///< Removed by reconfigure(): do nothing more.
 };
 
 std::chrono::milliseconds retry_delay(std::chrono::milliseconds interval, int failures,
@@ -53,13 +54,14 @@ scheduler::scheduler(net::io_context& ioc, std::vector<source_config> sources, d
       stats_(stats),
       client_(ioc.get_executor()),
       rng_(std::random_device{}()) {
-  for (auto& c : sources) sources_.push_back(std::make_unique<source_state>(ioc, std::move(c)));
+  for (auto& c : sources) sources_.push_back(std::make_shared<source_state>(ioc, std::move(c)));
 }
 
 scheduler::~scheduler() = default;
 
 void scheduler::start() {
-  for (auto& s : sources_) schedule(*s, 0ms);
+  started_ = true;
+  for (auto& s : sources_) schedule(s, 0ms);
 }
 
 void scheduler::stop() {
@@ -67,31 +69,54 @@ void scheduler::stop() {
   for (auto& s : sources_) s->timer.cancel();
 }
 
-void scheduler::schedule(source_state& s, std::chrono::milliseconds delay) {
-  if (stopped_) return;
-  board_.set_next_scrape(s.cfg.name, now() + delay);
-  s.timer.expires_after(delay);
-  s.timer.async_wait([this, &s](boost::system::error_code ec) {
-    if (ec || stopped_) return;
+void scheduler::reconfigure(std::vector<source_config> sources) {
+  std::vector<state_ptr> next;
+  std::vector<state_ptr> fresh;
+  for (source_config& c : sources) {
+    auto same = std::find_if(sources_.begin(), sources_.end(),
+                             [&](const state_ptr& s) { return s && s->cfg == c; });
+    if (same != sources_.end()) {
+      next.push_back(std::move(*same));  // leaves a null behind: not retired below
+      continue;
+    }
+    next.push_back(std::make_shared<source_state>(ioc_, std::move(c)));
+    fresh.push_back(next.back());
+  }
+  for (const state_ptr& old : sources_) {
+    if (!old) continue;
+    old->retired = true;
+    old->timer.cancel();
+  }
+  sources_ = std::move(next);
+  if (started_)
+    for (const state_ptr& s : fresh) schedule(s, 0ms);
+}
+
+void scheduler::schedule(const state_ptr& s, std::chrono::milliseconds delay) {
+  if (stopped_ || s->retired) return;
+  board_.set_next_scrape(s->cfg.name, now() + delay);
+  s->timer.expires_after(delay);
+  s->timer.async_wait([this, s](boost::system::error_code ec) {
+    if (ec || stopped_ || s->retired) return;
     scrape(s);
   });
 }
 
-void scheduler::scrape(source_state& s) {
+void scheduler::scrape(const state_ptr& s) {
   fetch_request req;
-  req.url = s.cfg.url;
-  req.ca_file = s.cfg.ca_file;
-  req.timeout = s.cfg.timeout;
-  req.max_body = std::min(s.cfg.max_body, max_document_bytes(s.cfg.kind));
-  if (!s.last_quotes.empty()) {
-    req.etag = s.etag;
-    req.last_modified = s.last_modified;
+  req.url = s->cfg.url;
+  req.ca_file = s->cfg.ca_file;
+  req.timeout = s->cfg.timeout;
+  req.max_body = std::min(s->cfg.max_body, max_document_bytes(s->cfg.kind));
+  if (!s->last_quotes.empty()) {
+    req.etag = s->etag;
+    req.last_modified = s->last_modified;
   }
   const timestamp started = now();
   const auto t0 = std::chrono::steady_clock::now();
-  log_.log(log_level::debug, "{}: fetching {}", s.cfg.name, s.cfg.url);
-  client_.async_fetch(std::move(req), [this, &s, started, t0](fetch_result r) {
-    if (stopped_) return;
+  log_.log(log_level::debug, "{}: fetching {}", s->cfg.name, s->cfg.url);
+  client_.async_fetch(std::move(req), [this, s, started, t0](fetch_result r) {
+    if (stopped_ || s->retired) return;
     on_fetched(s, std::move(r), started, t0);
   });
 }
@@ -162,13 +187,14 @@ std::string describe(const scrape_outcome& o, Pred pred) {
 
 }  // namespace
 
-void scheduler::on_fetched(source_state& s, fetch_result r, timestamp started,
+void scheduler::on_fetched(const state_ptr& s, fetch_result r, timestamp started,
                            std::chrono::steady_clock::time_point t0) {
-  auto in = std::make_shared<scrape_input>(scrape_input{s.cfg.name, s.cfg.kind, s.cfg.max_jump,
-                                                        std::move(r), s.last_quotes, started, t0});
+  auto in = std::make_shared<scrape_input>(scrape_input{s->cfg.name, s->cfg.kind, s->cfg.max_jump,
+                                                        std::move(r), s->last_quotes, started, t0});
   // The guard keeps the io_context running while the job is away on the writer thread:
   // without it a loop with nothing else to do would return before the result comes back.
-  writer_.post([this, &s, in, guard = net::make_work_guard(ioc_)](store& db) {
+  // The job carries s only to hand it back: source_state is touched on the io_context.
+  writer_.post([this, s, in, guard = net::make_work_guard(ioc_)](store& db) mutable {
     scrape_outcome o = extract_and_record(db, *in);
     const std::string held =
         describe(o, [](const record_result& x) { return x.outcome == record_outcome::held; });
@@ -216,31 +242,32 @@ void scheduler::on_fetched(source_state& s, fetch_result r, timestamp started,
       }
     }
     const bool success = o.error.empty();
-    net::post(ioc_,
-              [this, &s, success, quotes = std::move(o.quotes), etag = std::move(in->fetched.etag),
-               last_modified = std::move(in->fetched.last_modified),
-               not_modified = in->fetched.not_modified]() mutable {
-                if (success && !not_modified) {
-                  s.etag = std::move(etag);
-                  s.last_modified = std::move(last_modified);
-                }
-                on_stored(s, success, std::move(quotes));
-              });
+    net::post(ioc_, [this, s = std::move(s), success, quotes = std::move(o.quotes),
+                     etag = std::move(in->fetched.etag),
+                     last_modified = std::move(in->fetched.last_modified),
+                     not_modified = in->fetched.not_modified]() mutable {
+      if (s->retired) return;
+      if (success && !not_modified) {
+        s->etag = std::move(etag);
+        s->last_modified = std::move(last_modified);
+      }
+      on_stored(s, success, std::move(quotes));
+    });
   });
 }
 
-void scheduler::on_stored(source_state& s, bool success, std::vector<rate_quote> quotes) {
+void scheduler::on_stored(const state_ptr& s, bool success, std::vector<rate_quote> quotes) {
   if (success) {
-    s.failures = 0;
-    s.last_quotes = std::move(quotes);
-    schedule(s, s.cfg.interval);
+    s->failures = 0;
+    s->last_quotes = std::move(quotes);
+    schedule(s, s->cfg.interval);
     return;
   }
-  ++s.failures;
+  ++s->failures;
   std::uniform_real_distribution<double> jitter(0.8, 1.2);
-  const auto delay = retry_delay(s.cfg.interval, s.failures, jitter(rng_));
-  log_.log(log_level::info, "{}: retrying in {} ms (failure {} in a row)", s.cfg.name,
-           delay.count(), s.failures);
+  const auto delay = retry_delay(s->cfg.interval, s->failures, jitter(rng_));
+  log_.log(log_level::info, "{}: retrying in {} ms (failure {} in a row)", s->cfg.name,
+           delay.count(), s->failures);
   schedule(s, delay);
 }
 

@@ -6,12 +6,15 @@
 #include <unistd.h>
 
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -151,6 +154,22 @@ bool eventually(Pred pred, std::chrono::milliseconds limit = patience) {
 /// Milliseconds since start.
 long long ms_since(steady::time_point start) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - start).count();
+}
+
+/// True while something listens on 127.0.0.1:port (from /proc/net/tcp).
+bool listening_on(std::uint16_t port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // the header
+  char local[32];
+  const std::string want = fmt::format("0100007F:{:04X}", port);
+  while (std::getline(in, line)) {
+    unsigned state = 0;
+    if (std::sscanf(line.c_str(), "%*s %31s %*s %x", local, &state) == 2 && local == want &&
+        state == 0x0A)
+      return true;
+  }
+  return false;
 }
 
 /// Short limits so the deadline tests finish quickly.
@@ -683,6 +702,58 @@ TEST_CASE("http_server stops gracefully") {
     beast::error_code ec;
     late.connect(tcp::endpoint(net::ip::make_address("127.0.0.1"), h.port()), ec);
     CHECK(ec == net::error::connection_refused);
+  }
+
+  SUBCASE("a new connection that has not sent its request yet is still answered") {
+    server_harness h(quick_limits(), hello_handler());
+    test_client c(h.port());
+    REQUIRE(eventually([&] { return h.server().connections() == 1; }));
+    const auto done = h.stop(10s);
+    // The listener is closed (and the sessions told to stop) before the request goes.
+    REQUIRE(eventually([&] { return !listening_on(h.port()); }));
+    REQUIRE(c.send(get("/late")));
+    const auto r = c.read_response();
+    REQUIRE_MESSAGE(!r.ec, r.ec.message());
+    CHECK(r.res.body() == "hello /late");
+    CHECK_FALSE(r.res.keep_alive());
+    CHECK(c.closed_within(patience));
+    CHECK(eventually([&] { return done->load() == 1; }));
+  }
+
+  SUBCASE("connections still in the listen backlog are served, not reset") {
+    std::promise<void> gate;
+    std::shared_future<void> open = gate.get_future().share();
+    std::atomic<bool> blocked{false};
+    // The first request holds the server's only thread, so later connections wait in
+    // the kernel's backlog, requests sent, until stop() runs.
+    server_harness h(quick_limits(),
+                     [&](http_request req, std::function<void(http_response)> done) {
+                       if (req.target() == "/block") {
+                         blocked = true;
+                         open.wait();
+                       }
+                       done(hello(req));
+                     });
+    test_client first(h.port());
+    REQUIRE(first.send(get("/block")));
+    REQUIRE(eventually([&] { return blocked.load(); }));
+    std::vector<std::unique_ptr<test_client>> waiting;
+    for (int i = 0; i < 3; ++i) {
+      waiting.push_back(std::make_unique<test_client>(h.port()));
+      REQUIRE(waiting.back()->send(get("/queued" + std::to_string(i))));
+    }
+    const auto done = h.stop(5s);
+    gate.set_value();
+    const auto r = first.read_response();
+    REQUIRE_MESSAGE(!r.ec, r.ec.message());
+    CHECK(r.res.body() == "hello /block");
+    for (int i = 0; i < 3; ++i) {
+      const auto q = waiting[static_cast<std::size_t>(i)]->read_response();
+      REQUIRE_MESSAGE(!q.ec, q.ec.message());
+      CHECK(q.res.body() == "hello /queued" + std::to_string(i));
+      CHECK_FALSE(q.res.keep_alive());
+    }
+    CHECK(eventually([&] { return done->load() == 1; }));
   }
 
   SUBCASE("an in-flight request still gets its full response, with Connection: close") {

@@ -574,3 +574,45 @@ TEST_CASE("scheduler_test: an nbkr source stores rates with their effective date
   REQUIRE(log.size() == 1);
   CHECK(log[0].outcome == "ok");
 }
+
+TEST_CASE("scheduler_test: reconfigure keeps unchanged sources and restarts the rest") {
+  scrape_rig rig;
+  const fs::path page = rig.dir() / "strip.html";
+  const fs::path other = rig.dir() / "other.html";
+  write_strip(page, "87.45", "99.56", "1.10");
+  write_strip(other, "88.00", "99.56", "1.10");
+  auto hourly = [&](std::string name, const fs::path& p) {
+    source_config c = make_source(std::move(name), "24kg", file_url(p));
+    c.interval = 1h;
+    return c;
+  };
+  const source_config kept = hourly("kept", page);
+  const source_config changed = hourly("changed", page);
+  const source_config removed = make_source("removed", "24kg", file_url(page));  // every 1s
+  rig.start({kept, changed, removed});
+  REQUIRE(rig.run_until([&] {
+    for (const char* name : {"kept", "changed", "removed"})
+      if (!rig.db().health(name).last_success) return false;
+    return rig.next_scrape("kept") > rig.db().health("kept").last_success;
+  }));
+  const auto kept_next = rig.next_scrape("kept");
+
+  source_config changed_now = hourly("changed", other);
+  rig.sched().reconfigure({kept, changed_now, hourly("added", other)});
+  const auto removed_rows = scrape_log(rig.db_path(), "removed").size();
+
+  // The new and the changed source are scraped at once, the changed one from its new URL.
+  REQUIRE(rig.run_until([&] {
+    return rig.db().health("added").last_success &&
+           scrape_log(rig.db_path(), "changed").size() == 2;
+  }));
+  CHECK(latest_rates(rig.db(), "added").at("USD") == "88.00");
+  CHECK(latest_rates(rig.db(), "changed").at("USD") == "88.00");
+  // Two intervals and a half of the removed source: without reconfigure() that would be
+  // two more scrapes; a scrape already being stored at the switch may still land.
+  rig.run_for(2500ms);
+  CHECK(scrape_log(rig.db_path(), "removed").size() <= removed_rows + 1);
+  // The unchanged source kept its schedule and was not scraped again.
+  CHECK(scrape_log(rig.db_path(), "kept").size() == 1);
+  CHECK(rig.next_scrape("kept") == kept_next);
+}

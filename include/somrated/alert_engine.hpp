@@ -95,6 +95,11 @@ class alert_engine {
   /// The configuration in use.
   const config& cfg() const { return *cfg_; }
 
+  /// Judges cfg's rules and notifiers from the next evaluation on (a configuration
+  /// reload). Writer thread only, like evaluate(); rule states are kept, and a firing
+  /// rule that is gone from cfg is resolved by the next evaluation.
+  void set_config(std::shared_ptr<const config> cfg);
+
  private:
   /// An event of kind for rule in state at now.
   alert_event make_event(const alert_rule& rule, const alert_state& state, event_kind kind,

@@ -2,6 +2,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string_view>
 
@@ -25,6 +26,10 @@ class api {
   /// notification dispatcher); stats (may be null) feeds /metrics' in-process counters.
   api(std::shared_ptr<const config> cfg, const source_board& board, alert_engine* engine = nullptr,
       std::function<void()> alerts_changed = {}, const metrics* stats = nullptr);
+
+  /// Serves cfg from the next request on (a configuration reload). Thread-safe: a
+  /// request already being answered finishes with the configuration it started with.
+  void set_config(std::shared_ptr<const config> cfg);
 
   /// Answers one request using db for reads.
   http_response handle(const http_request& req, store& db) const;
@@ -55,6 +60,10 @@ class api {
   /// handle() and handle_without_store() in one: db may be null.
   std::optional<http_response> respond(const http_request& req, store* db) const;
 
+  /// The configuration in use, copied under config_mutex_ once per request.
+  std::shared_ptr<const config> config_snapshot() const;
+
+  mutable std::mutex config_mutex_;       ///< Guards cfg_: reloads swap it while readers run.
   std::shared_ptr<const config> cfg_;     ///< Sources, in configured order.
   const source_board& board_;             ///< The scheduler's next-scrape times.
   alert_engine* engine_;                  ///< Alert writes; used on the writer thread only.

@@ -59,6 +59,11 @@ class dispatcher {
   /// exec command already running is waited for, up to its timeout, on destruction.)
   void stop();
 
+  /// Uses cfg's notifiers from the next send on (a configuration reload), on the
+  /// io_context's thread. Sends in flight finish with the notifier they started with; a
+  /// pending delivery whose notifier is gone fails when it comes due.
+  void set_config(std::shared_ptr<const config> cfg);
+
  private:
   /// Asks the writer for due deliveries (one poll at a time).
   void poll();
@@ -71,6 +76,8 @@ class dispatcher {
   void finish(const delivery& d, const alert_event& e, delivery_attempt a, delivery_verdict v);
   /// Re-posts firing alerts to Alertmanager notifiers, then re-arms.
   void resend_firing();
+  /// Arms the re-post timer for the shortest Alertmanager resend period (none: disarmed).
+  void arm_resend();
   /// The notifier named name, or null.
   const notifier_config* find_notifier(const std::string& name) const;
 
@@ -81,11 +88,12 @@ class dispatcher {
   logger& log_;
   metrics* stats_;  ///< Delivery counters; may be null.
   http_client client_;
-  boost::asio::steady_timer retry_timer_;   ///< The next due retry.
-  boost::asio::steady_timer resend_timer_;  ///< Alertmanager re-posts.
-  std::set<std::string> in_flight_;         ///< Notifiers with a send in progress.
-  bool polling_ = false;                    ///< A poll is on the writer.
-  bool repoll_ = false;                     ///< Poll again when it returns.
+  boost::asio::steady_timer retry_timer_;                   ///< The next due retry.
+  boost::asio::steady_timer resend_timer_;                  ///< Alertmanager re-posts.
+  std::optional<std::chrono::milliseconds> resend_period_;  ///< What resend_timer_ was armed for.
+  std::set<std::string> in_flight_;                         ///< Notifiers with a send in progress.
+  bool polling_ = false;                                    ///< A poll is on the writer.
+  bool repoll_ = false;                                     ///< Poll again when it returns.
   bool stopped_ = false;
   std::mt19937 rng_;
   boost::asio::thread_pool exec_pool_{1};  ///< Runs exec notifiers; declared last, joined first.

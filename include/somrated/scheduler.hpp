@@ -57,14 +57,23 @@ class scheduler {
   /// Cancels timers; results of fetches still in flight are dropped.
   void stop();
 
+  /// Switches to a new list of sources (a configuration reload), on the io_context's
+  /// thread: a source whose settings are unchanged keeps its schedule, validators and
+  /// failure count; a new or changed one is scraped at once; a removed one stops, and
+  /// what its fetch in flight brings back is dropped.
+  void reconfigure(std::vector<source_config> sources);
+
  private:
   struct source_state;
+  /// Shared with the callbacks of its fetch and store steps, so a source removed by
+  /// reconfigure() stays valid until they have run.
+  using state_ptr = std::shared_ptr<source_state>;
 
-  void schedule(source_state& s, std::chrono::milliseconds delay);
-  void scrape(source_state& s);
-  void on_fetched(source_state& s, fetch_result r, timestamp started,
+  void schedule(const state_ptr& s, std::chrono::milliseconds delay);
+  void scrape(const state_ptr& s);
+  void on_fetched(const state_ptr& s, fetch_result r, timestamp started,
                   std::chrono::steady_clock::time_point t0);
-  void on_stored(source_state& s, bool success, std::vector<rate_quote> quotes);
+  void on_stored(const state_ptr& s, bool success, std::vector<rate_quote> quotes);
 
   boost::asio::io_context& ioc_;
   db_worker& writer_;
@@ -73,8 +82,9 @@ class scheduler {
   after_scrape_fn after_scrape_;
   metrics* stats_;  ///< Scrape counters; may be null.
   http_client client_;
-  std::vector<std::unique_ptr<source_state>> sources_;
+  std::vector<state_ptr> sources_;
   std::mt19937 rng_;
+  bool started_ = false;
   bool stopped_ = false;
 };
 

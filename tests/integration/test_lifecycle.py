@@ -241,18 +241,19 @@ class Lifecycle(unittest.TestCase):
 
     # -- signals ----------------------------------------------------------------------
 
-    def test_sighup_is_logged_and_ignored(self):
+    def test_sighup_reloads_the_config_and_keeps_serving(self):
         with Daemon(self.file_config()) as d:
             self.wait_first_scrape(d)
-            needle = "SIGHUP received: configuration reload is not supported"
+            needle = "configuration reloaded: no changes"
             for n in (1, 2):  # the handler re-arms after each signal
                 d.send_signal(signal.SIGHUP)
-                wait_for(lambda: d.log().count(needle) == n, what=f"SIGHUP number {n} to be logged")
+                wait_for(lambda: d.log().count(needle) == n, what=f"reload number {n} to be logged")
                 self.assertIsNone(d.proc.poll(), "the daemon exited on SIGHUP")
                 r = d.get("/healthz")
                 self.assertEqual((r.status, r.json()), (200, {"status": "ok"}))
                 self.assertEqual(latest_rates(d), SEED_RATES)
-            self.assertRegex(d.log(), r"warning: SIGHUP received")
+            self.assertRegex(d.log(), r"notice: SIGHUP received: reloading the configuration from "
+                                      r".*somrated\.toml")
             self.assertNotIn("shutting down", d.log())
             # SIGINT stops it like SIGTERM.
             self.assertEqual(d.stop(sig=signal.SIGINT), 0)
