@@ -24,6 +24,7 @@
 #include "somrated/log.hpp"
 #include "somrated/metrics.hpp"
 #include "somrated/reader_pool.hpp"
+#include "somrated/retention.hpp"
 #include "somrated/scheduler.hpp"
 #include "somrated/source_board.hpp"
 #include "somrated/version.hpp"
@@ -84,6 +85,7 @@ class daemon_parts {
     server_.start();
     scraper_.start();
     dispatcher_.start();
+    retention_.start();
     evaluate_periodically();
     const auto bound = server_.local_endpoint();
     log_.log(log_level::notice, "somrated {} listening on http://{}:{} (database {}, {} sources)",
@@ -181,6 +183,7 @@ class daemon_parts {
              signo == SIGINT ? "SIGINT" : "SIGTERM");
     scraper_.stop();
     dispatcher_.stop();
+    retention_.stop();
     alert_timer_.cancel();
     hup_.cancel();
     server_.stop(5s, [this] {
@@ -208,6 +211,8 @@ class daemon_parts {
   dispatcher dispatcher_;                ///< Delivers the notification outbox.
   scheduler scraper_;                    ///< Timers, fetches, backoff.
   net::steady_timer alert_timer_{ioc_};  ///< Periodic alert evaluation.
+  /// Deletes old scrape-log rows ([storage] keep_scrape_log).
+  log_retention retention_{ioc_.get_executor(), writer_, cfg_->storage.keep_scrape_log, log_};
   net::signal_set stop_signals_{ioc_, SIGINT, SIGTERM};  ///< Shutdown requests.
   net::signal_set hup_{ioc_, SIGHUP};                    ///< Reload requests.
 };
