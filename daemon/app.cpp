@@ -29,6 +29,7 @@
 #include "somrated/log.hpp"
 #include "somrated/metrics.hpp"
 #include "somrated/reader_pool.hpp"
+#include "somrated/retention.hpp"
 #include "somrated/scheduler.hpp"
 #include "somrated/sd_notify.hpp"
 #include "somrated/source_board.hpp"
@@ -167,6 +168,7 @@ class daemon_parts {
     server_.start();
     scraper_.start();
     dispatcher_.start();
+    retention_.start();
     evaluate_periodically();
     const auto bound = server_.local_endpoint();
     log_.log(log_level::notice, "somrated {} listening on http://{}:{} (database {}, {} sources)",
@@ -375,6 +377,7 @@ class daemon_parts {
     routes_.set_config(cfg);
     scraper_.reconfigure(cfg->sources);
     dispatcher_.set_config(cfg);
+    retention_.set_keep(cfg->storage.keep_scrape_log);
     // The engine lives on the writer thread; judging the new rules at once gives them
     // a state, and the status drops any note of an earlier failed reload.
     writer_.post([this, cfg](store& db) {
@@ -401,6 +404,7 @@ class daemon_parts {
     notify("STOPPING=1\nSTATUS=shutting down");
     scraper_.stop();
     dispatcher_.stop();
+    retention_.stop();
     alert_timer_.cancel();
     status_timer_.cancel();
     hup_.cancel();
@@ -441,6 +445,8 @@ class daemon_parts {
   net::steady_timer alert_timer_{ioc_};     ///< Periodic alert evaluation.
   net::steady_timer status_timer_{ioc_};    ///< A deferred STATUS= update.
   net::steady_timer watchdog_timer_{ioc_};  ///< The next WATCHDOG=1.
+  /// Deletes old scrape-log rows ([storage] keep_scrape_log).
+  log_retention retention_{ioc_.get_executor(), writer_, cfg_->storage.keep_scrape_log, log_};
   net::signal_set stop_signals_{ioc_, SIGINT, SIGTERM};  ///< Shutdown requests.
   net::signal_set hup_{ioc_, SIGHUP};                    ///< Reload requests.
 };

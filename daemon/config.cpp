@@ -16,6 +16,7 @@
 #include <toml++/toml.h>
 #include <boost/asio/ip/address.hpp>
 #include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
 
 #include "alert_rule_parts.hpp"
 #include "somrated/alert_rule.hpp"
@@ -40,7 +41,7 @@ constexpr std::string_view notifier_keys[] = {"name",           "kind",     "url
                                               "ca_file",        "chat_id",  "bot_token",
                                               "bot_token_file", "priority", "tags",
                                               "resend",         "command"};
-constexpr std::string_view storage_keys[] = {"path"};
+constexpr std::string_view storage_keys[] = {"path", "keep_scrape_log"};
 constexpr std::string_view log_keys[] = {"level"};
 constexpr std::string_view source_keys[] = {"name",    "kind",     "url",     "interval",
                                             "ca_file", "max_jump", "timeout", "max_body"};
@@ -76,6 +77,9 @@ constexpr std::size_t min_token_length = 16;
 /// The longest first line read from a token_file or bot_token_file.
 constexpr std::size_t max_secret_length = 4096;
 constexpr std::chrono::milliseconds min_evaluate_every = 1s;
+constexpr std::chrono::milliseconds min_keep = 1s;
+/// What to_redacted_toml puts in place of a secret.
+constexpr std::string_view redacted = "REDACTED";
 constexpr std::chrono::milliseconds min_resend = 1s;
 
 /// Notifier kinds in the order of notifier_kind.
@@ -559,6 +563,32 @@ class config_reader {
       out.path = string(*v, "storage.path", "\"./somrated.db\"");
       if (out.path.empty()) fail(v->source(), "storage.path", "must not be empty");
     }
+    if (const auto* v = t.get("keep_scrape_log")) out.keep_scrape_log = keep_duration(*v);
+  }
+
+  /// `keep_scrape_log`: a duration, or "0" (or 0) for forever.
+  std::chrono::milliseconds keep_duration(const toml::node& n) const {
+    constexpr std::string_view path = "storage.keep_scrape_log";
+    if (const auto* i = n.as_integer(); i != nullptr && i->get() == 0) return {};
+    const auto* text = n.as_string();
+    if (text == nullptr) {
+      fail(n.source(), path,
+           fmt::format("expected a duration like \"90d\" (or \"0\" to keep forever), not {}",
+                       type_name(n)));
+    }
+    if (text->get() == "0") return {};
+    const auto d = parse_duration(text->get());
+    if (!d) {
+      fail(n.source(), path,
+           fmt::format("{} is not a duration (use 90d, 12w, 720h; \"0\" keeps the log forever)",
+                       toml_quote(text->get())));
+    }
+    if (*d < min_keep) {
+      fail(n.source(), path,
+           fmt::format("{} is too short (minimum 1s; \"0\" keeps the log forever)",
+                       format_duration(*d)));
+    }
+    return *d;
   }
 
   /// `[log]`; the level is stored under its canonical name ("warn" becomes "warning").
@@ -1324,6 +1354,106 @@ void put_alert(std::string& out, const alert_rule& r) {
   put_key(out, "labels", toml_inline_table(r.labels));
 }
 
+/// True for a header whose value is a credential: Authorization, Proxy-Authorization,
+/// Cookie, and names with token, secret, key, password or auth in them (X-Api-Key, ...).
+bool secret_header(std::string_view name) {
+  const auto folded = lower(name);
+  if (folded == "cookie") return true;
+  for (const std::string_view part : {"auth", "token", "secret", "key", "password"}) {
+    if (folded.find(part) != std::string::npos) return true;
+  }
+  return false;
+}
+
+/// True for a query parameter whose value is likely a credential (?token=, ?api_key=).
+bool secret_query_key(std::string_view key) {
+  const auto folded = lower(key);
+  for (const std::string_view part : {"auth", "token", "secret", "key", "password", "sig"}) {
+    if (folded.find(part) != std::string::npos) return true;
+  }
+  return false;
+}
+
+/// url with its password, credential-like query values and (for a Slack webhook, whose
+/// last path segment is the secret) that segment replaced. Text that is not a URL is
+/// returned as it is.
+std::string redact_url(const std::string& url, bool slack) {
+  const auto parsed = boost::urls::parse_uri_reference(url);
+  if (!parsed) return url;
+  boost::urls::url u(*parsed);
+  if (u.has_password()) u.set_password(redacted);
+  auto params = u.params();
+  for (auto it = params.begin(); it != params.end(); ++it) {
+    const auto p = *it;
+    if (p.has_value && secret_query_key(p.key)) it = params.set(it, redacted);
+  }
+  if (slack) {
+    auto segments = u.segments();
+    if (!segments.empty()) segments.replace(std::prev(segments.end()), redacted);
+  }
+  return std::string(u.buffer());
+}
+
+/// A copy of c with every secret but the [server] token replaced (see to_redacted_toml).
+config redact(const config& c) {
+  config r = c;
+  r.server.external_url = redact_url(r.server.external_url, false);
+  for (auto& s : r.sources) s.url = redact_url(s.url, false);
+  for (auto& n : r.notifiers) {
+    n.url = redact_url(n.url, n.kind == notifier_kind::slack);
+    for (auto& [name, value] : n.headers) {
+      if (secret_header(name)) value = redacted;
+    }
+    if (n.kind == notifier_kind::telegram && n.bot_token_file.empty()) {
+      n.bot_token = fmt::format("0:{}", redacted);
+    }
+  }
+  return r;
+}
+
+/// to_toml, with an inline [server] token shown as a comment when hide_token.
+std::string render_toml(const config& c, bool hide_token) {
+  std::string out = "# somrated configuration: every key, with its effective value.\n\n";
+  auto put = [&out](fmt::string_view f, fmt::format_args args) {
+    fmt::vformat_to(std::back_inserter(out), f, args);
+  };
+  put("[server]\nlisten = {}\nmax_connections = {}\n",
+      fmt::make_format_args(toml_quote(c.server.listen), c.server.max_connections));
+  // A token read from a file stays in its file; an empty token disables API writes.
+  if (!c.server.token_file.empty()) {
+    put_key(out, "token_file", toml_quote(c.server.token_file));
+  } else if (hide_token && !c.server.token.empty()) {
+    out +=
+        "# token = \"REDACTED\"  (set in the file but not shown; without it API writes are "
+        "disabled)\n";
+  } else {
+    put_key(out, "token", toml_quote(c.server.token));
+  }
+  put_key(out, "external_url", toml_quote(c.server.external_url));
+  const auto keep = c.storage.keep_scrape_log;
+  put("\n[storage]\npath = {}\nkeep_scrape_log = {}\n\n",
+      fmt::make_format_args(toml_quote(c.storage.path),
+                            toml_quote(keep.count() == 0 ? "0" : format_duration(keep))));
+  put("[log]\nlevel = {}\n\n", fmt::make_format_args(toml_quote(c.log_level)));
+  put("[alerting]\nevaluate_every = {}\n",
+      fmt::make_format_args(toml_quote(format_duration(c.alerting.evaluate_every))));
+  for (const auto& s : c.sources) {
+    // "{}" prints the shortest text that reads back as the same double; TOML wants a
+    // point or an exponent in a float.
+    std::string jump = fmt::format("{}", s.max_jump);
+    if (jump.find_first_of(".e") == std::string::npos) jump += ".0";
+    put("\n[[source]]\nname = {}\nkind = {}\nurl = {}\ninterval = {}\nca_file = {}\n"
+        "max_jump = {}\ntimeout = {}\nmax_body = {}\n",
+        fmt::make_format_args(toml_quote(s.name), toml_quote(s.kind), toml_quote(s.url),
+                              toml_quote(format_duration(s.interval)), toml_quote(s.ca_file), jump,
+                              toml_quote(format_duration(s.timeout)),
+                              toml_quote(format_size(s.max_body))));
+  }
+  for (const auto& n : c.notifiers) put_notifier(out, n);
+  for (const auto& r : c.alerts) put_alert(out, r);
+  return out;
+}
+
 }  // namespace
 
 config default_config() {
@@ -1365,38 +1495,11 @@ config load_config(const std::filesystem::path& path) {
 }
 
 std::string to_toml(const config& c) {
-  std::string out = "# somrated configuration: every key, with its effective value.\n\n";
-  auto put = [&out](fmt::string_view f, fmt::format_args args) {
-    fmt::vformat_to(std::back_inserter(out), f, args);
-  };
-  put("[server]\nlisten = {}\nmax_connections = {}\n",
-      fmt::make_format_args(toml_quote(c.server.listen), c.server.max_connections));
-  // A token read from a file stays in its file; an empty token disables API writes.
-  if (c.server.token_file.empty()) {
-    put_key(out, "token", toml_quote(c.server.token));
-  } else {
-    put_key(out, "token_file", toml_quote(c.server.token_file));
-  }
-  put_key(out, "external_url", toml_quote(c.server.external_url));
-  put("\n[storage]\npath = {}\n\n", fmt::make_format_args(toml_quote(c.storage.path)));
-  put("[log]\nlevel = {}\n\n", fmt::make_format_args(toml_quote(c.log_level)));
-  put("[alerting]\nevaluate_every = {}\n",
-      fmt::make_format_args(toml_quote(format_duration(c.alerting.evaluate_every))));
-  for (const auto& s : c.sources) {
-    // "{}" prints the shortest text that reads back as the same double; TOML wants a
-    // point or an exponent in a float.
-    std::string jump = fmt::format("{}", s.max_jump);
-    if (jump.find_first_of(".e") == std::string::npos) jump += ".0";
-    put("\n[[source]]\nname = {}\nkind = {}\nurl = {}\ninterval = {}\nca_file = {}\n"
-        "max_jump = {}\ntimeout = {}\nmax_body = {}\n",
-        fmt::make_format_args(toml_quote(s.name), toml_quote(s.kind), toml_quote(s.url),
-                              toml_quote(format_duration(s.interval)), toml_quote(s.ca_file), jump,
-                              toml_quote(format_duration(s.timeout)),
-                              toml_quote(format_size(s.max_body))));
-  }
-  for (const auto& n : c.notifiers) put_notifier(out, n);
-  for (const auto& r : c.alerts) put_alert(out, r);
-  return out;
+  return render_toml(c, false);
+}
+
+std::string to_redacted_toml(const config& c) {
+  return render_toml(redact(c), true);
 }
 
 std::optional<std::string> listen_problem(std::string_view listen) {

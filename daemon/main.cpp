@@ -10,6 +10,7 @@
 
 #include "somrated/app.hpp"
 #include "somrated/cli.hpp"
+#include "somrated/commands.hpp"
 #include "somrated/config.hpp"
 #include "somrated/log.hpp"
 #include "somrated/version.hpp"
@@ -48,6 +49,8 @@ int main(int argc, char** argv) {
   try {
     if (opts.cmd == cli_options::command::scrape)
       return scrape_once(cfg, opts.source, log, std::cout);
+    if (is_day_two_command(opts.cmd))
+      return run_command(opts, cfg, {std::cin, std::cout, std::cerr});
     return run_daemon(cfg, log, opts);
   } catch (const std::exception& e) {
     log.log(log_level::error, "fatal: {}", e.what());

@@ -35,9 +35,18 @@ void statement_deleter::operator()(sqlite3_stmt* st) const noexcept {
 }
 
 connection::connection(const std::string& path, open_mode m) {
-  const int flags = (m == open_mode::read_only ? SQLITE_OPEN_READONLY
-                                               : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
-                    SQLITE_OPEN_EXRESCODE;
+  int flags = SQLITE_OPEN_EXRESCODE;
+  switch (m) {
+    case open_mode::read_write_create:
+      flags |= SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+      break;
+    case open_mode::read_write:
+      flags |= SQLITE_OPEN_READWRITE;
+      break;
+    case open_mode::read_only:
+      flags |= SQLITE_OPEN_READONLY;
+      break;
+  }
   sqlite3* raw = nullptr;
   const int rc = sqlite3_open_v2(path.c_str(), &raw, flags, nullptr);
   // SQLite allocates a handle even when opening fails; own it before looking at rc so

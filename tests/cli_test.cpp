@@ -86,7 +86,9 @@ TEST_CASE("parse_cli: scrape --once") {
   }
   SUBCASE("--once and --source only with scrape") {
     CHECK(error_of({"--once"}) == "--once belongs to the scrape command: somrated scrape --once");
-    CHECK(error_of({"--source", "nbkr"}).find("--source belongs to the scrape command") == 0);
+    CHECK(
+        error_of({"--source", "nbkr"}).find("--source belongs to the scrape and export commands") ==
+        0);
     CHECK(error_of({"scrape", "--once=yes"}) == "--once takes no value");
   }
 }
@@ -104,7 +106,8 @@ TEST_CASE("parse_cli: help and version") {
   }
   SUBCASE("but not after --") {
     CHECK(error_of({"--", "--help"}) ==
-          "unknown command \"--help\" (the one command is scrape; plain somrated runs the daemon)");
+          "unknown command \"--help\" (commands: scrape, backup, export, import, check-config, "
+          "vacuum; plain somrated runs the daemon)");
   }
   SUBCASE("they take no value") {
     CHECK(error_of({"--help=yes"}) == "--help takes no value");
@@ -136,7 +139,11 @@ TEST_CASE("parse_cli: errors") {
   SUBCASE("unknown commands") {
     CHECK(error_of({"scrap", "--once"}) == "unknown command \"scrap\"; did you mean \"scrape\"?");
     CHECK(error_of({"serve"}) ==
-          "unknown command \"serve\" (the one command is scrape; plain somrated runs the daemon)");
+          "unknown command \"serve\" (commands: scrape, backup, export, import, check-config, "
+          "vacuum; plain somrated runs the daemon)");
+    CHECK(error_of({"bakup", "x"}) == "unknown command \"bakup\"; did you mean \"backup\"?");
+    CHECK(error_of({"check-confg"}) ==
+          "unknown command \"check-confg\"; did you mean \"check-config\"?");
   }
   SUBCASE("stray positional arguments") {
     CHECK(error_of({"scrape", "--once", "nbkr"}) == "unexpected argument \"nbkr\"");
@@ -151,11 +158,151 @@ TEST_CASE("parse_cli: errors") {
   }
 }
 
+TEST_CASE("parse_cli: day-two commands") {
+  SUBCASE("backup DEST, --force and the database options in any order") {
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"backup", "/tmp/b.db", "--force", "--db", "r.db"},
+             {"--db", "r.db", "backup", "--force", "/tmp/b.db"},
+             {"--force", "backup", "--db=r.db", "/tmp/b.db"},
+             {"backup", "--db", "r.db", "--", "/tmp/b.db", "--force"},
+         }) {
+      CAPTURE(args.back());
+      if (args.back() == "--force") {
+        // After "--" everything is an argument.
+        CHECK(error_of(args) == "unexpected argument \"--force\"");
+        continue;
+      }
+      const auto o = parse_cli(args);
+      CHECK(o.cmd == command::backup);
+      CHECK(o.operand == "/tmp/b.db");
+      CHECK(o.force);
+      CHECK(o.db_path == "r.db");
+    }
+    const auto o = parse_cli({"--config", "c.toml", "backup", "b.db"});
+    CHECK(o.config_path == "c.toml");
+    CHECK_FALSE(o.force);
+    CHECK(error_of({"backup"}) ==
+          "backup needs a destination file: somrated backup [--force] DEST");
+    CHECK(error_of({"backup", "a.db", "b.db"}) == "unexpected argument \"b.db\"");
+    CHECK(error_of({"backup", "--force=yes", "a.db"}) == "--force takes no value");
+  }
+  SUBCASE("export with every filter, before and after") {
+    for (const auto& args : std::vector<std::vector<std::string>>{
+             {"export", "--currency", "usd", "--source", "nbkr", "--from", "2025-01-01", "--to",
+              "2025-06-10T10:52:00Z", "--config", "c.toml"},
+             {"--config=c.toml", "--to=2025-06-10T10:52:00Z", "export", "--from=2025-01-01",
+              "--source=nbkr", "--currency=USD"},
+         }) {
+      const auto o = parse_cli(args);
+      CHECK(o.cmd == command::export_csv);
+      CHECK(o.currency == "USD");  // upper-cased
+      CHECK(o.source == "nbkr");
+      CHECK(o.from == "2025-01-01");
+      CHECK(o.to == "2025-06-10T10:52:00Z");
+      CHECK(o.config_path == "c.toml");
+      CHECK_FALSE(o.operand);
+    }
+    const auto plain = parse_cli({"export", "--db", "r.db"});
+    CHECK(plain.cmd == command::export_csv);
+    CHECK_FALSE(plain.currency);
+    CHECK_FALSE(plain.from);
+    CHECK(error_of({"export", "out.csv"}) == "unexpected argument \"out.csv\"");
+    CHECK(error_of({"export", "--currency", "US"}) ==
+          "--currency: \"US\" is not a currency code (three letters, like USD)");
+    CHECK(error_of({"export", "--currency", "U5D"}).find("--currency: \"U5D\"") == 0);
+    CHECK(error_of({"export", "--from", "yesterday"})
+              .find("--from: \"yesterday\" is not a time (use YYYY-MM-DD") == 0);
+    CHECK(error_of({"export", "--to", "2025-13-01"}).find("--to: \"2025-13-01\" is not a time") ==
+          0);
+    CHECK(error_of({"export", "--from", "2025-06-02", "--to", "2025-06-01"}) ==
+          "--from is after --to");
+    CHECK_NOTHROW(parse_cli({"export", "--from", "2025-06-01", "--to", "2025-06-01"}));
+  }
+  SUBCASE("import FILE or -") {
+    auto o = parse_cli({"import", "rates.csv", "--db", "r.db"});
+    CHECK(o.cmd == command::import_csv);
+    CHECK(o.operand == "rates.csv");
+    CHECK(o.db_path == "r.db");
+    o = parse_cli({"--config", "c.toml", "import", "-"});
+    CHECK(o.operand == "-");
+    CHECK(o.config_path == "c.toml");
+    o = parse_cli({"import", "--", "-odd.csv"});
+    CHECK(o.operand == "-odd.csv");
+    CHECK(error_of({"import"}) ==
+          "import needs a file to read (- for standard input): somrated import FILE");
+    CHECK(error_of({"import", "a.csv", "b.csv"}) == "unexpected argument \"b.csv\"");
+  }
+  SUBCASE("check-config [FILE]") {
+    auto o = parse_cli({"check-config"});
+    CHECK(o.cmd == command::check_config);
+    CHECK_FALSE(o.config_path);
+    o = parse_cli({"check-config", "/etc/somrated/somrated.toml"});
+    CHECK(o.config_path == "/etc/somrated/somrated.toml");
+    CHECK_FALSE(o.operand);
+    o = parse_cli({"--config", "c.toml", "check-config", "--db", "x.db"});
+    CHECK(o.config_path == "c.toml");
+    CHECK(o.db_path == "x.db");
+    o = parse_cli({"check-config", "--listen", "127.0.0.1:9"});
+    CHECK(o.listen == "127.0.0.1:9");
+    CHECK(error_of({"check-config", "a.toml", "--config", "b.toml"}) ==
+          "check-config takes the file once: somrated check-config FILE, or --config FILE");
+    CHECK(error_of({"check-config", "a.toml", "b.toml"}) == "unexpected argument \"b.toml\"");
+  }
+  SUBCASE("vacuum") {
+    auto o = parse_cli({"vacuum", "--db", "r.db"});
+    CHECK(o.cmd == command::vacuum);
+    CHECK(o.db_path == "r.db");
+    o = parse_cli({"--config", "c.toml", "vacuum"});
+    CHECK(o.config_path == "c.toml");
+    CHECK(error_of({"vacuum", "r.db"}) == "unexpected argument \"r.db\"");
+  }
+  SUBCASE("command options belong to their command") {
+    CHECK(error_of({"--force"}) ==
+          "--force belongs to the backup command: somrated backup --force DEST");
+    CHECK(error_of({"export", "--force"}).find("--force belongs to the backup command") == 0);
+    CHECK(error_of({"backup", "b.db", "--currency", "USD"}) ==
+          "--currency belongs to the export command: somrated export --currency ...");
+    CHECK(error_of({"--from", "2025-01-01"}) ==
+          "--from belongs to the export command: somrated export --from ...");
+    CHECK(error_of({"vacuum", "--to", "2025-01-01"}) ==
+          "--to belongs to the export command: somrated export --to ...");
+    CHECK(error_of({"import", "a.csv", "--source", "nbkr"})
+              .find("--source belongs to the scrape and export commands") == 0);
+    CHECK(error_of({"backup", "--once", "b.db"}) ==
+          "--once belongs to the scrape command: somrated scrape --once");
+    CHECK(error_of({"scrape", "--once", "--force"}).find("--force belongs to the backup") == 0);
+    CHECK(error_of({"--frm", "x"}) == "unknown option \"--frm\"; did you mean \"--from\"?");
+    CHECK(error_of({"--forse"}) == "unknown option \"--forse\"; did you mean \"--force\"?");
+  }
+  SUBCASE("help wins here too") {
+    CHECK(parse_cli({"backup", "--help"}).cmd == command::help);
+    CHECK(parse_cli({"import", "-V"}).cmd == command::version);
+  }
+}
+
 TEST_CASE("usage_text") {
   const auto text = somrated::usage_text();
-  for (const char* needle :
-       {"--config FILE", "--listen HOST:PORT", "--db PATH", "--log-level LEVEL", "-h, --help",
-        "-V, --version", "scrape --once", "--source NAME", "--opt=value", "[OPTIONS]"}) {
+  for (const char* needle : {"--config FILE",
+                             "--listen HOST:PORT",
+                             "--db PATH",
+                             "--log-level LEVEL",
+                             "-h, --help",
+                             "-V, --version",
+                             "scrape --once",
+                             "--source NAME",
+                             "--opt=value",
+                             "[OPTIONS]",
+                             "backup [--force] DEST",
+                             "export [FILTERS]",
+                             "import FILE",
+                             "check-config [FILE]",
+                             "vacuum",
+                             "--currency CODE",
+                             "--from TIME",
+                             "--to TIME",
+                             "--force",
+                             "source,currency,since,rate,observed_at,effective_date",
+                             "Exit status"}) {
     CAPTURE(needle);
     CHECK(text.find(needle) != std::string::npos);
   }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <doctest/doctest.h>
+#include <fmt/core.h>
 
 #include <atomic>
 #include <filesystem>
@@ -259,7 +260,8 @@ TEST_CASE("parse_config errors name origin, line and key") {
     CHECK(error_of("[log]\nlevle = \"info\"\n") ==
           "somrated.toml:2: unknown key \"levle\" in [log]; did you mean \"level\"?");
     CHECK(error_of("[storage]\nfile = \"x.db\"\n") ==
-          "somrated.toml:2: unknown key \"file\" in [storage] (known: \"path\")");
+          "somrated.toml:2: unknown key \"file\" in [storage] (known: \"path\", "
+          "\"keep_scrape_log\")");
   }
   SUBCASE("unknown tables suggest the closest known table") {
     CHECK(error_of("\n[servr]\nlisten = \"127.0.0.1:1\"\n") ==
@@ -570,6 +572,123 @@ TEST_CASE("[alerting]") {
         "somrated.toml:2: unknown key \"evaluate\" in [alerting] (known: \"evaluate_every\")");
   CHECK(error_of("alerting = 1\n") ==
         "somrated.toml:1: alerting: expected a table [alerting], not an integer");
+}
+
+TEST_CASE("[storage] keep_scrape_log") {
+  CHECK(somrated::default_config().storage.keep_scrape_log == std::chrono::days(90));
+  const auto keep = [](std::string_view value) {
+    return parse_config(fmt::format("[storage]\nkeep_scrape_log = {}\n", value), "x.toml")
+        .storage.keep_scrape_log;
+  };
+  CHECK(keep("\"30d\"") == std::chrono::days(30));
+  CHECK(keep("\"12h30m\"") == 12h + 30min);
+  CHECK(keep("\"1s\"") == 1s);
+  CHECK(keep("\"0\"") == 0ms);
+  CHECK(keep("0") == 0ms);
+  CHECK(error_of("[storage]\nkeep_scrape_log = \"0s\"\n") ==
+        "somrated.toml:2: storage.keep_scrape_log: \"0s\" is not a duration (use 90d, 12w, 720h; "
+        "\"0\" keeps the log forever)");
+  CHECK(error_of("[storage]\nkeep_scrape_log = \"forever\"\n")
+            .find("somrated.toml:2: storage.keep_scrape_log: \"forever\" is not a duration") == 0);
+  CHECK(error_of("[storage]\nkeep_scrape_log = \"500ms\"\n") ==
+        "somrated.toml:2: storage.keep_scrape_log: 500ms is too short (minimum 1s; \"0\" keeps "
+        "the log forever)");
+  CHECK(error_of("[storage]\nkeep_scrape_log = 90\n") ==
+        "somrated.toml:2: storage.keep_scrape_log: expected a duration like \"90d\" (or \"0\" to "
+        "keep forever), not an integer");
+  CHECK(error_of("[storage]\nkeep_scrape_logs = \"1d\"\n") ==
+        "somrated.toml:2: unknown key \"keep_scrape_logs\" in [storage]; did you mean "
+        "\"keep_scrape_log\"?");
+  SUBCASE("to_toml writes it so that it reads back") {
+    for (const auto d :
+         {std::chrono::milliseconds(0), std::chrono::milliseconds(std::chrono::days(90)),
+          std::chrono::milliseconds(90min)}) {
+      config c = somrated::default_config();
+      c.storage.keep_scrape_log = d;
+      const auto text = somrated::to_toml(c);
+      CHECK(parse_config(text, "out.toml") == c);
+      CHECK(text.find(d.count() == 0 ? "keep_scrape_log = \"0\"\n" : "keep_scrape_log = \"") !=
+            std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("to_redacted_toml leaves the secrets out and still parses") {
+  const temp_file token{"0123456789abcdef0123456789abcdef\n"};
+  const temp_file bot{"123:file-bot-token\n"};
+  const std::string text = R"([server]
+token = "inline-token-0123456789"
+external_url = "https://admin:hunter2@rates.example/"
+
+[[source]]
+kind = "24kg"
+url = "https://user:pass@24.kg/english/"
+
+[[notifier]]
+name = "hook"
+kind = "webhook"
+url = "https://hooks.example/x?token=t0k&api_key=k3y&Signature=s1g&page=2"
+headers = { Authorization = "Bearer abc", "X-Api-Key" = "k", Cookie = "c=1", "X-Auth-Token" = "t", "X-Trace" = "visible" }
+
+[[notifier]]
+name = "slack"
+kind = "slack"
+url = "https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX"
+
+[[notifier]]
+name = "tg"
+kind = "telegram"
+chat_id = "-100"
+bot_token = "123456:inline-bot-secret"
+
+[[notifier]]
+name = "tg2"
+kind = "telegram"
+chat_id = "-100"
+bot_token_file = ")" + bot.path().string() +
+                           R"("
+)";
+  const config c = parse_config(text, "in.toml");
+  const auto out = somrated::to_redacted_toml(c);
+  CAPTURE(out);
+  for (const char* secret :
+       {"inline-token-0123456789", "hunter2", ":pass@", "t0k", "k3y", "s1g", "Bearer abc", "\"k\"",
+        "c=1", "\"t\"", "XXXXsecretXXXX", "inline-bot-secret", "file-bot-token"}) {
+    CAPTURE(secret);
+    CHECK(out.find(secret) == std::string::npos);
+  }
+  for (const std::string& shown :
+       {std::string("# token = \"REDACTED\""), std::string("https://admin:REDACTED@rates.example/"),
+        std::string("https://user:REDACTED@24.kg/english/"),
+        std::string("?token=REDACTED&api_key=REDACTED&Signature=REDACTED&page=2"),
+        std::string("\"X-Trace\" = \"visible\""), std::string("\"Authorization\" = \"REDACTED\""),
+        std::string("https://hooks.slack.com/services/T000/B000/REDACTED"),
+        std::string("bot_token = \"0:REDACTED\""), "bot_token_file = \"" + bot.path().string()}) {
+    CAPTURE(shown);
+    CHECK(out.find(shown) != std::string::npos);
+  }
+  SUBCASE("it reads back with API writes off; redacting that changes only the token line") {
+    const auto again = parse_config(out, "redacted.toml");
+    CHECK(again.server.token.empty());
+    CHECK(again.notifiers.size() == 4);
+    auto expected = out;
+    const auto line = expected.find("# token = ");
+    REQUIRE(line != std::string::npos);
+    expected.replace(line, expected.find('\n', line) - line, "token = \"\"");
+    CHECK(somrated::to_redacted_toml(again) == expected);
+  }
+  SUBCASE("a token from a file shows the file") {
+    config f = c;
+    f.server.token = "0123456789abcdef0123456789abcdef";
+    f.server.token_file = token.path().string();
+    const auto shown = somrated::to_redacted_toml(f);
+    CHECK(shown.find("token_file = \"" + token.path().string() + "\"") != std::string::npos);
+    CHECK(shown.find("0123456789abcdef0123456789abcdef") == std::string::npos);
+  }
+  SUBCASE("without secrets it is to_toml") {
+    const auto d = somrated::default_config();
+    CHECK(somrated::to_redacted_toml(d) == somrated::to_toml(d));
+  }
 }
 
 TEST_CASE("[[notifier]] reads every key of every kind") {

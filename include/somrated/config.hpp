@@ -52,6 +52,8 @@ struct server_config {
 /// `[storage]`.
 struct storage_config {
   std::string path = "./somrated.db";
+  /// Scrape-log rows older than this are deleted; zero keeps them forever.
+  std::chrono::milliseconds keep_scrape_log{std::chrono::days(90)};
 
   /// Field by field.
   bool operator==(const storage_config&) const = default;
@@ -93,6 +95,15 @@ config load_config(const std::filesystem::path& path);
 /// Renders a config as TOML (for `--help` examples and check-config): every key, in
 /// schema order, so that parse_config(to_toml(c)) == c.
 std::string to_toml(const config& c);
+
+/// to_toml with the secrets left out, for showing a config (check-config). An inline
+/// [server] token becomes a comment (loading the text leaves API writes disabled rather
+/// than guessable); an inline bot_token becomes "0:REDACTED"; header values whose names
+/// carry credentials (Authorization, Cookie, ...token..., ...key..., ...secret...), URL
+/// passwords, credential-like query values and the secret last path segment of a Slack
+/// webhook become "REDACTED". Paths of token_file and bot_token_file are shown as they
+/// are. The result still parses.
+std::string to_redacted_toml(const config& c);
 
 /// What is wrong with a listen address, or nullopt when it is usable. Accepted:
 /// "IPV4:PORT", "[IPV6]:PORT" and "localhost:PORT", port 0..65535 (0 picks a free port).

@@ -47,6 +47,7 @@ class connection {
   /// How the file is opened.
   enum class open_mode {
     read_write_create,  ///< Read and write; create the file when missing.
+    read_write,         ///< Read and write; the file must exist.
     read_only,          ///< Read only; the file must exist.
   };
 

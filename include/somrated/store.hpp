@@ -2,12 +2,15 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "somrated/alert.hpp"
@@ -112,6 +115,38 @@ struct event_record {
   std::vector<std::pair<delivery, std::vector<delivery_attempt>>> deliveries;
 };
 
+/// One change point with its source, as export writes it and import reads it.
+struct change_record {
+  std::string source;
+  std::string currency;
+  timestamp since;                                      ///< When the value appeared.
+  decimal rate;                                         ///< As published.
+  timestamp observed_at;                                ///< Last confirmation; >= since.
+  std::optional<std::chrono::sys_days> effective_date;  ///< Source's own date (NBKR).
+};
+
+/// Which change points store::export_changes visits; an unset field selects all.
+struct change_filter {
+  std::optional<std::string> source = std::nullopt;
+  std::optional<std::string> currency = std::nullopt;
+  std::optional<timestamp> from = std::nullopt;  ///< since >= from.
+  std::optional<timestamp> to = std::nullopt;    ///< since <= to.
+};
+
+/// What store::merge_changes did with one record.
+enum class import_outcome {
+  inserted,  ///< A new change point.
+  extended,  ///< The same value was stored as starting later; its change point now starts here.
+  present,   ///< Already known: the same value is in force at that time.
+  conflict,  ///< Another value is stored at exactly that time; nothing was written.
+};
+
+/// store::merge_changes' verdict on one record.
+struct import_verdict {
+  import_outcome outcome = import_outcome::inserted;
+  std::string stored_rate;  ///< For a conflict: the value stored at that time.
+};
+
 /// The typed database API; the only place in the project that knows SQL.
 ///
 /// One store is one SQLite connection and must be used from one thread at a time
@@ -213,6 +248,34 @@ class store {
   /// Deliveries by status over all notifiers (for health and metrics).
   std::vector<std::pair<delivery_status, std::int64_t>> delivery_counts();
 
+  // ---- day-two operations (store_ops.cpp) ----
+
+  /// Calls visit for every change point f selects, ordered by source name, currency and
+  /// since, from one read snapshot and one row at a time (memory does not grow with the
+  /// history). Returns how many were visited.
+  std::size_t export_changes(const change_filter& f,
+                             const std::function<void(const change_record&)>& visit);
+
+  /// Merges change points into the history in one transaction, in order, and says what
+  /// happened to each (the result has one verdict per record).
+  ///
+  /// Records may be older than stored ones (a backfill) and come in any order. A record
+  /// whose value (its text) is the one in force at its time is present: it only moves
+  /// that change point's observed_at forward to its own, when later. A record at the
+  /// exact time of a stored change point with another value is a conflict and writes
+  /// nothing. Otherwise it is inserted, unless the next stored change point has the same
+  /// value: then that one is extended back to start here (the value was in force
+  /// earlier than known), so the history never holds two consecutive equal values.
+  /// Importing the same records again changes nothing.
+  std::vector<import_verdict> merge_changes(std::span<const change_record> records);
+
+  /// Deletes at most max_rows scrape-log rows that started before cutoff, in one
+  /// transaction, and returns how many it deleted (fewer than max_rows: nothing more
+  /// is due). Rows health() reads are kept whatever their age: each source's newest
+  /// success, its newest failure, and the failures after its newest success (the
+  /// current streak). Change points are never touched.
+  std::size_t prune_scrape_log(timestamp cutoff, std::size_t max_rows);
+
   /// The schema version (PRAGMA user_version).
   int schema_version();
 
@@ -226,5 +289,47 @@ class store {
   struct impl;
   std::unique_ptr<impl> impl_;
 };
+
+/// How backup_database copies.
+struct backup_options {
+  bool overwrite = false;    ///< Replace an existing destination.
+  int pages_per_step = 256;  ///< Pages copied per sqlite3_backup_step call.
+  /// How long SQLITE_BUSY or SQLITE_LOCKED is retried, in total, before giving up.
+  std::chrono::milliseconds busy_limit{std::chrono::seconds(10)};
+  /// Called after each step that copied pages, with the pages left and the total.
+  std::function<void(std::int64_t remaining, std::int64_t total)> progress = nullptr;
+};
+
+/// What backup_database wrote.
+struct backup_result {
+  std::int64_t pages = 0;  ///< Database pages copied.
+  std::int64_t bytes = 0;  ///< Size of the copy.
+  int steps = 0;           ///< sqlite3_backup_step calls that copied pages.
+};
+
+/// Copies the database at source to dest with SQLite's online backup API, while other
+/// connections (the daemon) keep reading and writing it. Throws store_error.
+///
+/// The copy is one consistent snapshot: the source is read inside one read transaction,
+/// which in WAL mode (somrated's) never blocks a writer, and which also keeps a write
+/// between two steps from restarting the copy from the first page. It is written to a
+/// temporary file next to dest, switched to a rollback journal (one self-contained
+/// file), checked with PRAGMA integrity_check and synced, then renamed to dest, so dest
+/// is never a partial copy. An existing dest is refused unless o.overwrite, and dest
+/// is never the source itself.
+backup_result backup_database(const std::string& source, const std::string& dest,
+                              const backup_options& o = {});
+
+/// What vacuum_database did.
+struct vacuum_result {
+  std::int64_t bytes_before = 0;  ///< Database file plus WAL before.
+  std::int64_t bytes_after = 0;   ///< Database file plus WAL after.
+  bool wal_truncated = false;     ///< The checkpoint emptied the WAL.
+};
+
+/// Rebuilds the database at path (VACUUM), then checkpoints and truncates its WAL.
+/// Waits up to lock_wait for another connection's write lock; throws store_error saying
+/// so, with nothing changed, when it is held longer (or the file is missing).
+vacuum_result vacuum_database(const std::string& path, std::chrono::milliseconds lock_wait);
 
 }  // namespace somrated
