@@ -180,7 +180,7 @@ rule_set load_rules(store& db, const config& cfg) {
     // The config gained a rule of this name after the API rule was stored: one name, one
     // state, so only the config's is judged.
     if (std::any_of(cfg.alerts.begin(), cfg.alerts.end(),
-                    [&](const alert_rule& r) { return r.name == name; })) {
+                    [&name = name](const alert_rule& r) { return r.name == name; })) {
       out.broken.emplace_back(name,
                               "the config file now has a rule of the same name, which is "
                               "evaluated instead; delete this API rule");
@@ -311,7 +311,7 @@ std::size_t alert_engine::evaluate(store& db, timestamp now) {
   for (const auto& [name, s] : states) {
     if (evaluated.contains(name)) continue;
     const bool broken = std::any_of(set.broken.begin(), set.broken.end(),
-                                    [&](const auto& b) { return b.first == name; });
+                                    [&name = name](const auto& b) { return b.first == name; });
     if (broken) continue;  // Kept until the rule is fixed or deleted.
     if (s.phase == alert_phase::firing) {
       log_.log(log_level::notice, "alert {}: rule removed while firing; sending resolved", name);

@@ -300,7 +300,7 @@ void dispatcher::resend_firing() {
         auto left = std::make_shared<std::size_t>(events.size());
         for (const alert_event* e : events) {
           client_.async_fetch(to_fetch(build_request(*n, *e, external), *n),
-                              [this, name, left, rule = e->rule](fetch_result r) {
+                              [this, name = name, left, rule = e->rule](fetch_result r) {
                                 if (!r.ok())
                                   log_.log(log_level::debug, "{}: re-posting {} failed: {}", name,
                                            rule, r.error);

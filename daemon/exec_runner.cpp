@@ -281,7 +281,8 @@ std::vector<std::string> environment(
   std::vector<std::string> out;
   for (char** e = environ; e && *e; ++e) out.emplace_back(*e);
   for (const auto& [name, value] : extra) {
-    std::erase_if(out, [&](const std::string& entry) { return env_name(entry) == name; });
+    std::erase_if(out,
+                  [&name = name](const std::string& entry) { return env_name(entry) == name; });
     out.push_back(name + "=" + value);
   }
   return out;

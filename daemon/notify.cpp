@@ -276,7 +276,8 @@ void add_headers(outgoing_request& req, const notifier_config& n, const alert_ev
   req.headers.emplace_back(event_id_header, e.event_id);
   for (const auto& [name, value] : n.headers) {
     if (boost::beast::iequals(name, event_id_header)) continue;
-    std::erase_if(req.headers, [&](const auto& h) { return boost::beast::iequals(h.first, name); });
+    std::erase_if(req.headers,
+                  [&name = name](const auto& h) { return boost::beast::iequals(h.first, name); });
   }
   for (const auto& [name, value] : n.headers) {
     if (!boost::beast::iequals(name, event_id_header)) req.headers.emplace_back(name, value);
