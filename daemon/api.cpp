@@ -36,6 +36,7 @@ struct route {
   std::span<const std::string_view> params;  ///< Accepted query parameters besides `pretty`.
   endpoint_fn handler;                       ///< Answers a validated request.
   access needs = access::reader;             ///< Where it runs.
+  bool cached = false;  ///< Answers may be kept in the response cache (GET and HEAD).
 };
 
 /// `GET /`: name, version and the endpoint paths.
@@ -68,7 +69,7 @@ using enum http::verb;
 /// Every endpoint, in the order the index lists them.
 constexpr route routes[] = {
     {"/", get, page_params, handle_index},
-    {"/api/v1/latest", get, latest_params, handle_latest},
+    {"/api/v1/latest", get, latest_params, handle_latest, access::reader, true},
     {"/api/v1/history", get, history_params, handle_history},
     {"/api/v1/sources", get, {}, handle_sources},
     {"/api/v1/alerts", get, {}, handle_alerts},
@@ -77,7 +78,7 @@ constexpr route routes[] = {
     {"/api/v1/alerts/{name}", delete_, {}, handle_delete_alert, access::writer},
     {"/api/v1/alerts/{name}/test", post, {}, handle_test_alert, access::writer},
     {"/api/v1/convert", get, convert_params, handle_convert},
-    {"/v1/latest", get, fx_params, handle_fx_latest},
+    {"/v1/latest", get, fx_params, handle_fx_latest, access::reader, true},
     {"/v1/currencies", get, fx_currencies_params, handle_fx_currencies},
     {"/v1/{name}", get, fx_params, handle_fx_dated},
     {"/grafana", get, {}, handle_grafana_health, access::none},
@@ -213,19 +214,23 @@ http_response preflight(const http_request& req, const std::string& allow) {
   return res;
 }
 
-/// Adds a strong ETag (a hash of the body) to a 200 answer, and turns it into a 304
-/// when the request's If-None-Match already names it. Cache-Control stays "no-cache":
-/// a cache may keep the answer but must revalidate, which costs a 304 and no body.
-void revalidate(const http_request& req, http_response& res) {
+/// Adds a strong ETag (a hash of the body) to a 200 answer. Cache-Control stays
+/// "no-cache": a cache may keep the answer but must revalidate, which costs a 304 and no
+/// body.
+void set_etag(http_response& res) {
   std::uint64_t h = 14695981039346656037ull;  // FNV-1a 64
   for (const char c : res.body()) {
     h ^= static_cast<unsigned char>(c);
     h *= 1099511628211ull;
   }
-  const std::string etag = fmt::format("\"{:016x}\"", h);
-  res.set(http::field::etag, etag);
+  res.set(http::field::etag, fmt::format("\"{:016x}\"", h));
+}
+
+/// Turns an answer with an ETag into a 304 when the request's If-None-Match names it.
+void apply_if_none_match(const http_request& req, http_response& res) {
   const std::string_view inm = req[http::field::if_none_match];
   if (inm.empty()) return;
+  const std::string_view etag = res[http::field::etag];
   bool match = inm == "*";
   std::string_view rest = inm;
   while (!match && !rest.empty()) {
@@ -242,6 +247,14 @@ void revalidate(const http_request& req, http_response& res) {
   res.body().clear();
   res.erase(http::field::content_type);
   res.erase(http::field::content_length);
+}
+
+/// The key of a cacheable request: its HTTP version and its target as sent.
+std::string_view cache_key(const http_request& req, std::string& buffer) {
+  buffer.clear();
+  buffer += req.version() == 10 ? "10 " : "11 ";
+  buffer += req.target();
+  return buffer;
 }
 
 /// The error response with optional indentation.
@@ -316,21 +329,37 @@ http_response handle_readyz(const request_context& ctx) {
 }  // namespace
 
 api::api(std::shared_ptr<const config> cfg, const source_board& board, alert_engine* engine,
-         std::function<void()> alerts_changed, const metrics* stats)
+         std::function<void()> alerts_changed, const metrics* stats,
+         const std::atomic<std::uint64_t>* writes)
     : cfg_(std::move(cfg)),
       board_(board),
       engine_(engine),
       alerts_changed_(std::move(alerts_changed)),
-      stats_(stats) {}
+      stats_(stats),
+      writes_(writes) {}
 
 void api::set_config(std::shared_ptr<const config> cfg) {
   const std::lock_guard lock(config_mutex_);
   cfg_ = std::move(cfg);
+  reloads_.fetch_add(1, std::memory_order_release);
 }
 
-std::shared_ptr<const config> api::config_snapshot() const {
+std::pair<std::shared_ptr<const config>, std::uint64_t> api::config_snapshot() const {
   const std::lock_guard lock(config_mutex_);
-  return cfg_;
+  return {cfg_, reloads_.load(std::memory_order_relaxed)};
+}
+
+std::optional<api::cached_answer> api::cached(const http_request& req) const {
+  if (!writes_ || (req.method() != http::verb::get && req.method() != http::verb::head))
+    return std::nullopt;
+  // The versions are read before the entry, as a computation reads them before the store.
+  const cache_version version{writes_->load(std::memory_order_acquire),
+                              reloads_.load(std::memory_order_acquire)};
+  thread_local std::string buffer;
+  auto hit = cache_.find(cache_key(req, buffer), version, response_cache::clock::now());
+  if (!hit) return std::nullopt;
+  apply_if_none_match(req, hit->first);
+  return cached_answer{std::move(hit->first), hit->second};
 }
 
 http_response api::handle(const http_request& req, store& db) const {
@@ -391,7 +420,12 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
     }
     const route& r = *m.r;
     matched = &r;
-    const std::shared_ptr<const config> cfg = config_snapshot();
+    // Read before the configuration and the database are: an answer racing a write or
+    // a reload is kept as older than it, so it is never served from the cache.
+    const cache_version version{writes_ ? writes_->load(std::memory_order_acquire) : 0,
+                                reloads_.load(std::memory_order_acquire)};
+    const auto started = response_cache::clock::now();
+    const std::shared_ptr<const config> cfg = config_snapshot().first;
     // Writes are authorised before they queue for the writer thread.
     if (r.needs == access::writer) check_bearer(req, cfg->server.token);
     if (r.needs != access::none && !db) return std::nullopt;
@@ -405,7 +439,14 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
       res.set(http::field::access_control_allow_origin, "*");
       // Validators describe what GET returns; a POST (Grafana's queries) is answered anew.
       const bool safe = req.method() == http::verb::get || req.method() == http::verb::head;
-      if (safe && res.result() == http::status::ok) revalidate(req, res);
+      if (safe && res.result() == http::status::ok) {
+        set_etag(res);
+        if (r.cached && writes_) {
+          std::string buffer;
+          cache_.store(cache_key(req, buffer), version, started, r.path, res);
+        }
+        apply_if_none_match(req, res);
+      }
     }
     return res;
   } catch (const api_error& e) {

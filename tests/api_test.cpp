@@ -1,6 +1,7 @@
 #include "somrated/api.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <memory>
@@ -765,4 +766,80 @@ TEST_CASE("api::error builds the JSON error body") {
   auto msg = error_message(res, http::status::payload_too_large, "body_too_large");
   CHECK(msg == "body exceeds 65536 bytes; \"quoted\"\n");
   CHECK(res[http::field::content_length] == std::to_string(res.body().size()));
+}
+
+TEST_CASE("api answers latest from its cache on the network thread until the store changes") {
+  temp_db_file file;
+  somrated::store db{file.path(), somrated::store::mode::read_write};
+  somrated::source_board board;
+  std::atomic<std::uint64_t> writes{0};
+  somrated::api api{test_config(), board, nullptr, {}, nullptr, &writes};
+  std::vector<somrated::rate_quote> q{{"USD", dec("87.45")}};
+  db.record("24kg", t0, q, std::nullopt, 0.25);
+  ++writes;
+
+  http_request req{http::verb::get, "/api/v1/latest", 11};
+  // Nothing is cached yet: the request needs a reader.
+  CHECK_FALSE(api.cached(req));
+  CHECK_FALSE(api.handle_without_store(req));
+  const http_response first = api.handle(req, db);
+  REQUIRE(first.result() == http::status::ok);
+
+  // The same request is now answered without the store, byte for byte.
+  auto cached = api.cached(req);
+  REQUIRE(cached);
+  CHECK(cached->route == "/api/v1/latest");
+  CHECK(cached->res.result() == http::status::ok);
+  CHECK(cached->res.body() == first.body());
+  CHECK(cached->res[http::field::etag] == first[http::field::etag]);
+  CHECK(cached->res[http::field::access_control_allow_origin] == "*");
+  CHECK(cached->res[http::field::content_type] == "application/json; charset=utf-8");
+  http_request head{http::verb::head, "/api/v1/latest", 11};
+  CHECK(api.cached(head));
+  CHECK_FALSE(api.cached(http_request{http::verb::post, "/api/v1/latest", 11}));
+
+  SUBCASE("a conditional request gets its 304 from the cache") {
+    http_request cond = req;
+    cond.set(http::field::if_none_match, first[http::field::etag]);
+    auto hit = api.cached(cond);
+    REQUIRE(hit);
+    CHECK(hit->res.result() == http::status::not_modified);
+    CHECK(hit->res.body().empty());
+    cond.set(http::field::if_none_match, "\"0000000000000000\"");
+    CHECK(api.cached(cond)->res.result() == http::status::ok);
+  }
+
+  SUBCASE("other parameters, versions and routes are not served from it") {
+    CHECK_FALSE(api.cached(http_request{http::verb::get, "/api/v1/latest?pretty", 11}));
+    CHECK_FALSE(api.cached(http_request{http::verb::get, "/api/v1/latest", 10}));
+    http_request hist{http::verb::get, "/api/v1/history?currency=USD", 11};
+    REQUIRE(api.handle(hist, db).result() == http::status::ok);
+    CHECK_FALSE(api.cached(hist));
+    http_request bad{http::verb::get, "/api/v1/latest?source=nope", 11};
+    CHECK(api.handle(bad, db).result() == http::status::not_found);
+    CHECK_FALSE(api.cached(bad));
+  }
+
+  SUBCASE("a committed write makes the next request read the store again") {
+    std::vector<somrated::rate_quote> q2{{"USD", dec("87.50")}};
+    db.record("24kg", t0 + 1h, q2, std::nullopt, 0.25);
+    ++writes;
+    CHECK_FALSE(api.cached(req));
+    const http_response second = api.handle(req, db);
+    CHECK(contains(second.body(), R"("rate":87.50)"));
+    REQUIRE(api.cached(req));
+    CHECK(api.cached(req)->res.body() == second.body());
+  }
+
+  SUBCASE("a reload empties it") {
+    api.set_config(test_config());
+    CHECK_FALSE(api.cached(req));
+  }
+}
+
+TEST_CASE("api without a write counter never caches") {
+  api_fixture f;
+  http_request req{http::verb::get, "/api/v1/latest", 11};
+  REQUIRE(f.api.handle(req, f.db).result() == http::status::ok);
+  CHECK_FALSE(f.api.cached(req));
 }

@@ -1,13 +1,17 @@
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string_view>
+#include <utility>
 
 #include "somrated/config.hpp"
 #include "somrated/http_server.hpp"
+#include "somrated/response_cache.hpp"
 
 namespace somrated {
 
@@ -24,8 +28,11 @@ class api {
   /// Serves cfg's sources; board tells when each is scraped next. Alert writes go to
   /// engine (null: alert writes answer 503), then alerts_changed runs (it wakes the
   /// notification dispatcher); stats (may be null) feeds /metrics' in-process counters.
+  /// writes (may be null: no response cache) counts the store's committed writes, so
+  /// answers to `/api/v1/latest` can be reused on the network thread until the next one.
   api(std::shared_ptr<const config> cfg, const source_board& board, alert_engine* engine = nullptr,
-      std::function<void()> alerts_changed = {}, const metrics* stats = nullptr);
+      std::function<void()> alerts_changed = {}, const metrics* stats = nullptr,
+      const std::atomic<std::uint64_t>* writes = nullptr);
 
   /// Serves cfg from the next request on (a configuration reload). Thread-safe: a
   /// request already being answered finishes with the configuration it started with.
@@ -38,6 +45,17 @@ class api {
   /// so it can be answered on the network thread however busy the readers are; nullopt
   /// when the request must go to handle() on a reader thread.
   std::optional<http_response> handle_without_store(const http_request& req) const;
+
+  /// A cached answer and the route pattern it belongs to.
+  struct cached_answer {
+    http_response res;       ///< The answer, a 304 when the request's validator matched.
+    std::string_view route;  ///< As route_name() would name it.
+  };
+
+  /// The answer to a GET or HEAD of `/api/v1/latest` (or `/v1/latest`) from the response
+  /// cache, when nothing it was computed from has changed since; nullopt otherwise.
+  /// Cheap enough for the network thread: no parsing, no database.
+  std::optional<cached_answer> cached(const http_request& req) const;
 
   /// The route pattern a request goes to ("/api/v1/alerts/{name}"), or "other": a
   /// label of bounded cardinality for request metrics.
@@ -60,15 +78,19 @@ class api {
   /// handle() and handle_without_store() in one: db may be null.
   std::optional<http_response> respond(const http_request& req, store* db) const;
 
-  /// The configuration in use, copied under config_mutex_ once per request.
-  std::shared_ptr<const config> config_snapshot() const;
+  /// The configuration in use and the reload count, copied under config_mutex_ once
+  /// per request.
+  std::pair<std::shared_ptr<const config>, std::uint64_t> config_snapshot() const;
 
-  mutable std::mutex config_mutex_;       ///< Guards cfg_: reloads swap it while readers run.
-  std::shared_ptr<const config> cfg_;     ///< Sources, in configured order.
-  const source_board& board_;             ///< The scheduler's next-scrape times.
-  alert_engine* engine_;                  ///< Alert writes; used on the writer thread only.
-  std::function<void()> alerts_changed_;  ///< Called after an alert write queued events.
-  const metrics* stats_;                  ///< Counters for /metrics (stats may be null).
+  mutable std::mutex config_mutex_;           ///< Guards cfg_: reloads swap it while readers run.
+  std::shared_ptr<const config> cfg_;         ///< Sources, in configured order.
+  const source_board& board_;                 ///< The scheduler's next-scrape times.
+  alert_engine* engine_;                      ///< Alert writes; used on the writer thread only.
+  std::function<void()> alerts_changed_;      ///< Called after an alert write queued events.
+  const metrics* stats_;                      ///< Counters for /metrics (stats may be null).
+  std::atomic<std::uint64_t> reloads_{0};     ///< set_config() calls.
+  const std::atomic<std::uint64_t>* writes_;  ///< The store's committed writes, or null.
+  mutable response_cache cache_;              ///< Recent `/api/v1/latest` answers.
 };
 
 }  // namespace somrated

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <exception>
 #include <memory>
 #include <string>
@@ -42,8 +44,14 @@ class db_worker {
       } catch (...) {
         log_.log(log_level::error, "database job failed with an unknown exception");
       }
+      // Counted after the job's commit, whether or not it wrote: caches of what the
+      // store held stay valid only while this number stands still.
+      jobs_done_.fetch_add(1, std::memory_order_release);
     });
   }
+
+  /// Jobs finished so far; it changes after every write the jobs committed.
+  const std::atomic<std::uint64_t>& jobs_done() const { return jobs_done_; }
 
   /// Finishes the queued jobs, then stops the thread and closes the store. Call it from
   /// one thread, never from a job.
@@ -53,9 +61,10 @@ class db_worker {
   }
 
  private:
-  std::unique_ptr<store> store_;      ///< Touched only by the pool's thread (and stop()).
-  logger& log_;                       ///< Where failed jobs are reported.
-  boost::asio::thread_pool pool_{1};  ///< The one thread; declared last so it stops first.
+  std::unique_ptr<store> store_;             ///< Touched only by the pool's thread (and stop()).
+  logger& log_;                              ///< Where failed jobs are reported.
+  std::atomic<std::uint64_t> jobs_done_{0};  ///< Finished jobs, counted after each.
+  boost::asio::thread_pool pool_{1};         ///< The one thread; declared last so it stops first.
 };
 
 }  // namespace somrated
