@@ -11,12 +11,17 @@
 #include <iostream>
 #include <numeric>
 #include <random>
+#include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
 #include <fmt/core.h>
+#include <poll.h>
 #include <spawn.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <boost/asio/connect.hpp>
@@ -38,6 +43,54 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = net::ip::tcp;
 using clock_type = std::chrono::steady_clock;
+
+/// A unix datagram socket standing in for systemd's notification socket.
+class notify_socket {
+ public:
+  /// Binds path (replacing a stale file).
+  explicit notify_socket(std::string path) : path_(std::move(path)) {
+    std::filesystem::remove(path_);
+    fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (fd_ < 0 || path_.size() >= sizeof addr.sun_path) throw std::runtime_error("notify socket");
+    std::copy(path_.begin(), path_.end(), addr.sun_path);
+    if (::bind(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
+      throw std::runtime_error("cannot bind " + path_);
+  }
+  ~notify_socket() {
+    if (fd_ >= 0) ::close(fd_);
+    std::filesystem::remove(path_);
+  }
+  notify_socket(const notify_socket&) = delete;
+  notify_socket& operator=(const notify_socket&) = delete;
+
+  /// Waits up to timeout for a datagram with a READY=1 line; true when one came.
+  bool wait_ready(std::chrono::milliseconds timeout) {
+    const auto deadline = clock_type::now() + timeout;
+    char buf[4096];
+    while (clock_type::now() < deadline) {
+      pollfd p{fd_, POLLIN, 0};
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
+      if (::poll(&p, 1, static_cast<int>(std::max<long>(1, left.count()))) <= 0) continue;
+      const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n <= 0) continue;
+      const std::string msg(buf, static_cast<std::size_t>(n));
+      if (msg == "READY=1" || msg.starts_with("READY=1\n") ||
+          msg.find("\nREADY=1") != std::string::npos)
+        return true;
+    }
+    return false;
+  }
+
+  /// The socket's path, for NOTIFY_SOCKET.
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;  ///< The bound path.
+  int fd_ = -1;       ///< The socket.
+};
 
 /// Command-line settings.
 struct options {
@@ -195,10 +248,26 @@ int main(int argc, char** argv) {
   std::vector<char*> cargs;
   for (auto& a : args) cargs.push_back(a.data());
   cargs.push_back(nullptr);
+  // The daemon tells a notification socket when it is ready, as it tells systemd.
+  notify_socket ready(o.dir + "/notify.sock");
+  std::string notify_env = "NOTIFY_SOCKET=" + ready.path();
+  std::vector<char*> env;
+  for (char** e = environ; *e; ++e) {
+    if (!std::string_view(*e).starts_with("NOTIFY_SOCKET=")) env.push_back(*e);
+  }
+  env.push_back(notify_env.data());
+  env.push_back(nullptr);
   pid_t pid = 0;
-  if (posix_spawn(&pid, o.daemon.c_str(), nullptr, nullptr, cargs.data(), environ) != 0) {
+  const auto spawned = clock_type::now();
+  if (posix_spawn(&pid, o.daemon.c_str(), nullptr, nullptr, cargs.data(), env.data()) != 0) {
     fmt::print(stderr, "cannot start {}\n", o.daemon);
     return 1;
+  }
+  if (ready.wait_ready(std::chrono::seconds(60))) {
+    fmt::print("{:<44} {:>14.1f} ms (with the {}-year store)\n", "startup to READY=1",
+               ms(clock_type::now() - spawned), o.years);
+  } else {
+    fmt::print("{:<44} no READY=1 within 60 s\n", "startup to READY=1");
   }
   // Wait until it answers.
   const auto deadline = clock_type::now() + std::chrono::seconds(30);
