@@ -16,7 +16,7 @@ points (imported with `somrated import`); Prometheus stores what an exporter scr
 
 Usage: bench/compare.py --daemon build-release/somrated [--years 1] [--changes-per-day 4]
        [--scrape-interval 60] [--duration 10] [--connections 50] [--threads 2]
-       [--requests 200] [--nginx-workers 1,auto] [--dir /tmp/somrated-compare]
+       [--history-duration 10] [--nginx-workers 1,auto] [--dir /tmp/somrated-compare]
 """
 
 import argparse
@@ -27,7 +27,6 @@ import random
 import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -118,24 +117,33 @@ def fetch(port, method, path, body=None):
     return data
 
 
-def latencies(port, method, path, n, body=None):
-    """Sends the request n times over one keep-alive connection after 5 warm-ups; returns
-    (latencies in ms, response size)."""
-    c = http.client.HTTPConnection(HOST, port, timeout=60)
-    headers = {"Content-Type": "application/json"} if body else {}
-    out, size = [], 0
-    for i in range(n + 5):
-        t0 = time.perf_counter()
-        c.request(method, path, body=body, headers=headers)
-        r = c.getresponse()
-        data = r.read()
-        dt = (time.perf_counter() - t0) * 1000
-        if r.status != 200:
-            sys.exit(f"compare: {method} {path} -> {r.status}: {data[:200]!r}")
-        if i >= 5:
-            out.append(dt)
-        size = len(data)
-    return out, size
+def latencies(args, port, method, path, body=None):
+    """One wrk connection sending the request back to back for --history-duration seconds,
+    so the client's own cost per request is wrk's (small) rather than Python's; returns
+    (median ms, p99 ms, requests, non-2xx count)."""
+    cmd = ["wrk", "-t1", "-c1", f"-d{args.history_duration}s", "--latency"]
+    script = None
+    if method != "GET":
+        script = os.path.join(args.dir, "request.lua")
+        with open(script, "w", encoding="utf-8") as f:
+            f.write(f'wrk.method = "{method}"\nwrk.body = {lua_string(body.decode())}\n'
+                    'wrk.headers["Content-Type"] = "application/json"\n')
+        cmd += ["-s", script]
+    out = subprocess.run(cmd + [f"http://{HOST}:{port}{path}"], check=True, capture_output=True,
+                         text=True).stdout
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    count = int(re.search(r"(\d+) requests in", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return p50, p99, count, int(bad.group(1)) if bad else 0
+
+
+def lua_string(text):
+    """text as a Lua long-bracket string literal."""
+    level = 0
+    while f"]{'=' * level}]" in text:
+        level += 1
+    return f"[{'=' * level}[{text}]{'=' * level}]"
 
 
 def vmrss(pid, field="VmRSS"):
@@ -254,7 +262,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="wrk seconds per server")
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--requests", type=int, default=200, help="history queries per endpoint")
+    ap.add_argument("--history-duration", type=int, default=10,
+                    help="wrk seconds per history query")
     ap.add_argument("--nginx-workers", default="1,auto",
                     help="comma-separated nginx worker_processes values, one wrk run each")
     args = ap.parse_args()
@@ -342,7 +351,6 @@ def main():
         q_end = end
         q_start = q_end - 365 * 86400
         step = 9 * 3600  # 974 points over a year
-        n = args.requests
         sel = f'somrated_rate{{source="{SOURCE}",currency="USD"}}'
         prom_path = "/api/v1/query_range?" + urlencode(
             {"query": sel, "start": q_start, "end": q_end, "step": step})
@@ -359,23 +367,24 @@ def main():
         graf_points = sum(len(s.get("datapoints", [])) for s in
                           json.loads(fetch(port, "POST", "/grafana/query", graf_body)))
 
-        print(f"\n1-year USD history at step 9h, {n} requests each over one keep-alive "
-              "connection (median, p99)")
+        print(f"\n1-year USD history at step 9h: wrk -t1 -c1 -d{args.history_duration}s each, "
+              "one keep-alive connection, requests back to back (median, p99)")
         rows = []
         for name, p, method, path, body, pts in (
                 ("prometheus query_range", prom_port, "GET", prom_path, None, prom_points),
                 ("somrated /api/v1/history", port, "GET", hist_path, None, hist_points),
                 ("somrated /grafana/query", port, "POST", "/grafana/query", graf_body,
                  graf_points)):
-            lat, size = latencies(p, method, path, n, body)
-            lat.sort()
-            rows.append((name, statistics.median(lat), lat[int(0.99 * (len(lat) - 1))], size,
-                         pts))
+            size = len(fetch(p, method, path, body))
+            med, p99, count, bad = latencies(args, p, method, path, body)
+            if bad:
+                sys.exit(f"compare: {name}: {bad} answers were not 2xx")
+            rows.append((name, med, p99, size, pts, count))
         print(f"{'query':<26} {'median ms':>10} {'p99 ms':>8} {'bytes':>8} {'points':>7} "
-              f"{'ratio':>7}")
+              f"{'requests':>9} {'ratio':>7}")
         prom_median = rows[0][1]
-        for name, med, p99, size, pts in rows:
-            print(f"{name:<26} {med:>10.3f} {p99:>8.3f} {size:>8} {pts:>7} "
+        for name, med, p99, size, pts, count in rows:
+            print(f"{name:<26} {med:>10.3f} {p99:>8.3f} {size:>8} {pts:>7} {count:>9} "
                   f"{med / prom_median:>7.3f}")
 
         our_rss, prom_rss = vmrss(ours.pid), vmrss(prom.pid)

@@ -61,9 +61,25 @@ constexpr duration_unit duration_units[] = {
 
 std::string format_rfc3339(timestamp t) {
   const auto [date, tod] = break_down(t);
-  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", static_cast<int>(date.year()),
-                     static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()),
-                     tod.hours().count(), tod.minutes().count(), tod.seconds().count());
+  const int year = static_cast<int>(date.year());
+  if (year < 0 || year > 9999) {
+    return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z", year,
+                       static_cast<unsigned>(date.month()), static_cast<unsigned>(date.day()),
+                       tod.hours().count(), tod.minutes().count(), tod.seconds().count());
+  }
+  // Every history point prints one of these: fixed digits, without a format string.
+  std::string out = "0000-00-00T00:00:00Z";
+  auto put = [&out](std::size_t at, long value, int width) {
+    for (int i = width - 1; i >= 0; --i, value /= 10)
+      out[at + static_cast<std::size_t>(i)] = static_cast<char>('0' + value % 10);
+  };
+  put(0, year, 4);
+  put(5, static_cast<unsigned>(date.month()), 2);
+  put(8, static_cast<unsigned>(date.day()), 2);
+  put(11, tod.hours().count(), 2);
+  put(14, tod.minutes().count(), 2);
+  put(17, tod.seconds().count(), 2);
+  return out;
 }
 
 std::string format_date(sys_days d) {
