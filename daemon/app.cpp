@@ -552,7 +552,7 @@ int scrape_once(const config& cfg, const std::optional<std::string>& source, log
         out << fmt::format("{}: fetch {} failed: {}\n", s->name, s->url, r.error);
         return;
       }
-      const extraction e = extract_for_kind(s->kind, r.body);
+      const extraction e = extract_for_kind(s->kind, r.body, r.content_type);
       if (!e.ok()) {
         ++failed;
         out << fmt::format("{}: {}: {}\n", s->name, s->url,

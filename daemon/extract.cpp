@@ -4,8 +4,9 @@
 
 namespace somrated {
 
-extraction extract_for_kind(std::string_view kind, std::string_view body) {
-  if (kind == "24kg") return extract_24kg(body);
+extraction extract_for_kind(std::string_view kind, std::string_view body,
+                            std::string_view content_type) {
+  if (kind == "24kg") return extract_24kg(body, content_type);
   if (kind == "nbkr") return extract_nbkr(body);
   extraction e;
   e.error = fmt::format("unknown source kind '{}'", kind);

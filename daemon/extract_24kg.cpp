@@ -85,20 +85,26 @@ std::optional<std::string> charset_label(std::string_view decl, std::string_view
   return std::nullopt;
 }
 
-/// The encoding to hand libxml2: "UTF-8" unless the page declares another one.
+/// The encoding to hand libxml2, and whether anything declared it.
+struct page_charset {
+  std::string name;       ///< "UTF-8", a declared label, or "" to let libxml2 read a UTF-16 BOM.
+  bool declared = false;  ///< False when UTF-8 is only the default.
+};
+
+/// The encoding of html, as the HTML standard orders the evidence: a byte-order mark,
+/// then the charset of the HTTP Content-Type, then an XML declaration or a <meta>
+/// charset in the first 64 KiB, then UTF-8.
 ///
 /// Left to itself, libxml2's HTML parser treats undeclared input as UTF-8 only until the
 /// first invalid byte and then re-reads everything after it as ISO-8859-1, which turns a
 /// UTF-8 no-break space inside the strip into "Â ". Naming UTF-8 explicitly keeps the
-/// rest of the page intact (invalid bytes become U+FFFD). A page that declares its
-/// encoding (a byte-order mark, an XML declaration or a <meta> charset in its head) gets
-/// that encoding; an empty result means "let libxml2 read the UTF-16 byte-order mark".
-std::string page_encoding(std::string_view html) {
-  if (html.starts_with("\xEF\xBB\xBF")) return "UTF-8";
-  if (html.starts_with("\xFE\xFF") || html.starts_with("\xFF\xFE")) return {};
+/// rest of the page intact (invalid bytes become U+FFFD).
+page_charset page_encoding(std::string_view html, std::string_view content_type) {
+  if (html.starts_with("\xEF\xBB\xBF")) return {"UTF-8", true};
+  if (html.starts_with("\xFE\xFF") || html.starts_with("\xFF\xFE")) return {{}, true};
+  std::optional<std::string> label = charset_label(content_type, "charset");
   const std::string_view head = html.substr(0, prescan_bytes);
-  std::optional<std::string> label;
-  if (head.starts_with("<?xml")) {
+  if (!label && head.starts_with("<?xml")) {
     const std::size_t end = head.find("?>");
     label = charset_label(head.substr(0, end), "encoding");
   }
@@ -108,8 +114,9 @@ std::string page_encoding(std::string_view html) {
     label =
         charset_label(head.substr(at, end == std::string_view::npos ? end : end - at), "charset");
   }
-  if (!label || iequals(*label, "utf-8") || iequals(*label, "utf8")) return "UTF-8";
-  return *label;
+  if (!label) return {"UTF-8", false};
+  if (iequals(*label, "utf-8") || iequals(*label, "utf8")) return {"UTF-8", true};
+  return {*label, true};
 }
 
 /// True for elements whose content is not visible page text.
@@ -248,6 +255,16 @@ std::vector<std::string_view> tokenize(std::string_view text) {
   return tokens;
 }
 
+/// True when text is UTF-8 without NUL bytes, as an undeclared page should be.
+bool is_utf8_text(std::string_view text) noexcept {
+  for (std::size_t i = 0; i < text.size();) {
+    const code_point cp = decode(text, i);
+    if (cp.value == 0 || (cp.value == 0xFFFD && cp.size == 1)) return false;
+    i += cp.size;
+  }
+  return true;
+}
+
 /// True when a token is meant as a number (it holds a digit), so that "USD -1" or
 /// "USD 8 7.45" are reported as garbled rates and "USD rate" is not a strip at all.
 bool looks_numeric(std::string_view token) noexcept {
@@ -329,7 +346,7 @@ extraction read_strip_at(const std::vector<std::string_view>& tokens, std::size_
 
 }  // namespace
 
-extraction extract_24kg(std::string_view html) {
+extraction extract_24kg(std::string_view html, std::string_view content_type) {
   extraction result;
   if (html.empty()) {
     result.error = "currency strip not found: the page is empty";
@@ -341,13 +358,13 @@ extraction extract_24kg(std::string_view html) {
   }
 
   libxml::ensure_initialized();
-  const std::string encoding = page_encoding(html);
+  const page_charset encoding = page_encoding(html, content_type);
   libxml::doc_ptr doc;
   {
     const libxml::quiet_errors quiet;
     doc.reset(htmlReadMemory(
         html.data(), static_cast<int>(html.size()), nullptr,
-        encoding.empty() ? nullptr : encoding.c_str(),
+        encoding.name.empty() ? nullptr : encoding.name.c_str(),
         HTML_PARSE_RECOVER | HTML_PARSE_NOERROR | HTML_PARSE_NOWARNING | HTML_PARSE_NONET));
   }
   if (!doc) {
@@ -369,6 +386,13 @@ extraction extract_24kg(std::string_view html) {
   }
   result.error = first_error.empty() ? "currency strip not found: no 'USD <rate>' in page text"
                                      : std::move(first_error);
+  // A page in another encoding than it says, or than the UTF-8 assumed when it says
+  // nothing (windows-1251 with its 0xA0 no-break spaces, UTF-16 without a byte-order
+  // mark), fails here: name the likely cause.
+  if (encoding.name == "UTF-8" && !is_utf8_text(html)) {
+    result.error += encoding.declared ? " (the page is declared UTF-8 but is not UTF-8 text)"
+                                      : " (the page declares no encoding and is not UTF-8 text)";
+  }
   return result;
 }
 

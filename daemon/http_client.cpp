@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <mutex>
@@ -39,6 +41,7 @@
 
 #include "excerpt.hpp"
 #include "http_url.hpp"
+#include "somrated/time.hpp"
 #include "somrated/version.hpp"
 
 namespace somrated {
@@ -144,6 +147,75 @@ std::string ssl_reason(const beast::error_code& ec) {
       return reason;
   }
   return ec.message();
+}
+
+/// s without leading and trailing ASCII whitespace.
+std::string_view trim_space(std::string_view s) {
+  constexpr std::string_view space = " \t\r\n";
+  const auto first = s.find_first_not_of(space);
+  if (first == std::string_view::npos) return {};
+  return s.substr(first, s.find_last_not_of(space) - first + 1);
+}
+
+/// The month number (1..12) of an English month abbreviation, or 0.
+unsigned month_number(std::string_view name) {
+  constexpr std::string_view months[] = {"jan", "feb", "mar", "apr", "may", "jun",
+                                         "jul", "aug", "sep", "oct", "nov", "dec"};
+  if (name.size() < 3) return 0;
+  for (unsigned i = 0; i < 12; ++i) {
+    if (boost::beast::iequals(name.substr(0, 3), months[i])) return i + 1;
+  }
+  return 0;
+}
+
+/// Parses an HTTP date in any of the three forms RFC 9110 section 5.6.7 requires
+/// recipients to accept: "Sun, 06 Nov 1994 08:49:37 GMT", "Sunday, 06-Nov-94 08:49:37
+/// GMT" and "Sun Nov  6 08:49:37 1994". The tokens are told apart by shape, not place.
+std::optional<timestamp> parse_http_date(std::string_view text) {
+  int year = -1;
+  unsigned month = 0, day = 0;
+  int hh = -1, mm = -1, ss = -1;
+  auto number = [](std::string_view s) -> std::optional<int> {
+    int v = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (ec != std::errc{} || end != s.data() + s.size() || v < 0) return std::nullopt;
+    return v;
+  };
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    const std::size_t start = text.find_first_not_of(" ,-", pos);
+    if (start == std::string_view::npos) break;
+    pos = text.find_first_of(" ,-", start);
+    if (pos == std::string_view::npos) pos = text.size();
+    const std::string_view tok = text.substr(start, pos - start);
+    if (tok.size() == 8 && tok[2] == ':' && tok[5] == ':') {
+      const auto h = number(tok.substr(0, 2)), m = number(tok.substr(3, 2)),
+                 s = number(tok.substr(6, 2));
+      if (!h || !m || !s) return std::nullopt;
+      hh = *h, mm = *m, ss = *s;
+    } else if (const auto n = number(tok)) {
+      if (tok.size() == 4) {
+        year = *n;
+      } else if (day == 0 && tok.size() <= 2) {
+        day = static_cast<unsigned>(*n);
+      } else if (tok.size() == 2) {
+        year = *n < 70 ? 2000 + *n : 1900 + *n;  // RFC 850's two-digit year
+      } else {
+        return std::nullopt;
+      }
+    } else if (const unsigned m = month_number(tok); m != 0 && tok.size() == 3) {
+      month = m;
+    }
+    // Weekday names and "GMT" carry nothing we need.
+  }
+  if (year < 1970 || month == 0 || day == 0 || hh < 0 || hh > 23 || mm > 59 || ss > 60) {
+    return std::nullopt;
+  }
+  const std::chrono::year_month_day ymd{std::chrono::year{year}, std::chrono::month{month},
+                                        std::chrono::day{day}};
+  if (!ymd.ok()) return std::nullopt;
+  return timestamp{std::chrono::sys_days{ymd}} + std::chrono::hours(hh) + std::chrono::minutes(mm) +
+         std::chrono::seconds(std::min(ss, 59));
 }
 
 /// Closes a stdio stream.
@@ -683,6 +755,7 @@ void fetch_op::on_complete() {
   r.retry_after = std::string(res[http::field::retry_after]);
   r.etag = std::string(res[http::field::etag]);
   r.last_modified = std::string(res[http::field::last_modified]);
+  r.content_type = std::string(res[http::field::content_type]);
   r.body = std::move(res.body());
   succeed(std::move(r));
 }
@@ -786,6 +859,22 @@ std::string fetch_op::retry_after_read() const {
 }
 
 }  // namespace
+
+std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value) {
+  value = trim_space(value);
+  if (value.empty()) return std::nullopt;
+  if (value.find_first_not_of("0123456789") == std::string_view::npos) {
+    // Beyond a year is as good as a year; callers cap the wait far lower.
+    constexpr std::int64_t year_seconds = 365 * 86400;
+    if (value.size() > 9) return std::chrono::seconds(year_seconds);
+    std::int64_t secs = 0;
+    std::from_chars(value.data(), value.data() + value.size(), secs);
+    return std::chrono::seconds(std::min(secs, year_seconds));
+  }
+  const auto when = parse_http_date(value);
+  if (!when) return std::nullopt;
+  return std::max(*when - now(), std::chrono::milliseconds::zero());
+}
 
 /// The client's shared state; fetch_op holds it as client_state.
 struct http_client::impl : client_state {

@@ -32,16 +32,36 @@ struct scheduler::source_state {
   bool retired = false;                 ///< Removed by reconfigure(): do nothing more.
 };
 
+namespace {
+
+/// The first retry's delay before jitter: the interval, or 30 s for longer intervals.
+std::chrono::milliseconds base_delay(std::chrono::milliseconds interval) {
+  return std::min<std::chrono::milliseconds>(interval, 30s);
+}
+
+/// The longest backoff before jitter: the interval, or 5 base delays if that is longer.
+std::chrono::milliseconds longest_backoff(std::chrono::milliseconds interval) {
+  return std::max<std::chrono::milliseconds>(interval, 5 * base_delay(interval));
+}
+
+}  // namespace
+
 std::chrono::milliseconds retry_delay(std::chrono::milliseconds interval, int failures,
                                       double jitter) {
-  const auto base = std::min<std::chrono::milliseconds>(interval, 30s);
-  const auto cap = std::max<std::chrono::milliseconds>(interval, 5 * base);
+  const auto base = base_delay(interval);
+  const auto cap = longest_backoff(interval);
   const int doublings = std::clamp(failures - 1, 0, 30);
   // Doubling in floating point cannot overflow; the cap bounds the result anyway.
   const double raw = static_cast<double>(base.count()) * std::ldexp(1.0, doublings);
   const double capped = std::min(raw, static_cast<double>(cap.count()));
   const double jittered = capped * std::clamp(jitter, 0.8, 1.2);
   return std::chrono::milliseconds(std::max<std::int64_t>(1000, std::llround(jittered)));
+}
+
+std::chrono::milliseconds retry_delay(std::chrono::milliseconds interval, int failures,
+                                      double jitter, std::chrono::milliseconds asked) {
+  const auto backoff = retry_delay(interval, failures, jitter);
+  return std::max(backoff, std::min(asked, longest_backoff(interval)));
 }
 
 scheduler::scheduler(net::io_context& ioc, std::vector<source_config> sources, db_worker& writer,
@@ -152,7 +172,7 @@ scrape_outcome extract_and_record(store& db, const scrape_input& in) {
   if (in.fetched.not_modified) {
     out.quotes = in.cached;
   } else {
-    extraction e = extract_for_kind(in.kind, in.fetched.body);
+    extraction e = extract_for_kind(in.kind, in.fetched.body, in.fetched.content_type);
     if (!e.ok()) {
       out.error = e.error.empty() ? std::string("no rates in document") : std::move(e.error);
       return out;
@@ -189,12 +209,16 @@ std::string describe(const scrape_outcome& o, Pred pred) {
 
 void scheduler::on_fetched(const state_ptr& s, fetch_result r, timestamp started,
                            std::chrono::steady_clock::time_point t0) {
+  // RFC 9110 section 10.2.3 and RFC 6585 section 4: how long to wait after a 503 or 429.
+  std::optional<std::chrono::milliseconds> retry_after;
+  if (!r.ok() && (r.status == 429 || r.status == 503))
+    retry_after = parse_retry_after(r.retry_after);
   auto in = std::make_shared<scrape_input>(scrape_input{s->cfg.name, s->cfg.kind, s->cfg.max_jump,
                                                         std::move(r), s->last_quotes, started, t0});
   // The guard keeps the io_context running while the job is away on the writer thread:
   // without it a loop with nothing else to do would return before the result comes back.
   // The job carries s only to hand it back: source_state is touched on the io_context.
-  writer_.post([this, s, in, guard = net::make_work_guard(ioc_)](store& db) mutable {
+  writer_.post([this, s, in, retry_after, guard = net::make_work_guard(ioc_)](store& db) mutable {
     scrape_outcome o = extract_and_record(db, *in);
     const std::string held =
         describe(o, [](const record_result& x) { return x.outcome == record_outcome::held; });
@@ -242,7 +266,7 @@ void scheduler::on_fetched(const state_ptr& s, fetch_result r, timestamp started
       }
     }
     const bool success = o.error.empty();
-    net::post(ioc_, [this, s = std::move(s), success, quotes = std::move(o.quotes),
+    net::post(ioc_, [this, s = std::move(s), success, quotes = std::move(o.quotes), retry_after,
                      etag = std::move(in->fetched.etag),
                      last_modified = std::move(in->fetched.last_modified),
                      not_modified = in->fetched.not_modified]() mutable {
@@ -251,12 +275,13 @@ void scheduler::on_fetched(const state_ptr& s, fetch_result r, timestamp started
         s->etag = std::move(etag);
         s->last_modified = std::move(last_modified);
       }
-      on_stored(s, success, std::move(quotes));
+      on_stored(s, success, std::move(quotes), retry_after);
     });
   });
 }
 
-void scheduler::on_stored(const state_ptr& s, bool success, std::vector<rate_quote> quotes) {
+void scheduler::on_stored(const state_ptr& s, bool success, std::vector<rate_quote> quotes,
+                          std::optional<std::chrono::milliseconds> retry_after) {
   if (success) {
     s->failures = 0;
     s->last_quotes = std::move(quotes);
@@ -265,9 +290,12 @@ void scheduler::on_stored(const state_ptr& s, bool success, std::vector<rate_quo
   }
   ++s->failures;
   std::uniform_real_distribution<double> jitter(0.8, 1.2);
-  const auto delay = retry_delay(s->cfg.interval, s->failures, jitter(rng_));
-  log_.log(log_level::info, "{}: retrying in {} ms (failure {} in a row)", s->cfg.name,
-           delay.count(), s->failures);
+  const auto delay = retry_after
+                         ? retry_delay(s->cfg.interval, s->failures, jitter(rng_), *retry_after)
+                         : retry_delay(s->cfg.interval, s->failures, jitter(rng_));
+  log_.log(log_level::info, "{}: retrying in {} ms (failure {} in a row{})", s->cfg.name,
+           delay.count(), s->failures,
+           retry_after ? fmt::format("; Retry-After asked for {} ms", retry_after->count()) : "");
   schedule(s, delay);
 }
 

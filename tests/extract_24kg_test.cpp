@@ -17,6 +17,7 @@
 #include "somrated/extract.hpp"
 
 using somrated::extract_24kg;
+using somrated::extract_for_kind;
 using somrated::extract_nbkr;
 using somrated::extraction;
 
@@ -361,6 +362,66 @@ TEST_CASE("extract_24kg reads the Russian and Kyrgyz editions in any declared en
         "<p>USD\xC2\xA0"
         "87.45 EUR 99.56 RUB 1.10</p></body></html>";
     check_strip(extract_24kg(page), {"87.45", "99.56", "1.10"});
+  }
+}
+
+TEST_CASE("extract_24kg honours the charset of the HTTP Content-Type") {
+  // windows1251.html without its http-equiv: only the transport says what it is.
+  std::string page = read_24kg("variants/windows1251.html");
+  const std::string_view meta =
+      "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=windows-1251\">";
+  const auto at = page.find(meta);
+  REQUIRE(at != std::string::npos);
+  page.erase(at, meta.size());
+
+  SUBCASE("the header names windows-1251") {
+    check_strip(extract_24kg(page, "text/html; charset=windows-1251"), {"88.84", "95.29", "0.96"});
+    check_strip(extract_24kg(page, "text/html;charset=\"Windows-1251\""),
+                {"88.84", "95.29", "0.96"});
+    check_strip(extract_for_kind("24kg", page, "text/html; charset=windows-1251"),
+                {"88.84", "95.29", "0.96"});
+  }
+  SUBCASE("without it the 0xA0 bytes are not spaces, and the error says why") {
+    check_error(extract_24kg(page, "text/html"),
+                "currency strip not found: no 'USD <rate>' in page text (the page declares no "
+                "encoding and is not UTF-8 text)");
+    check_error(extract_24kg(page),
+                "currency strip not found: no 'USD <rate>' in page text (the page declares no "
+                "encoding and is not UTF-8 text)");
+  }
+  SUBCASE("a page that is not the UTF-8 it is declared as says so") {
+    check_error(extract_24kg(page, "text/html; charset=utf-8"),
+                "currency strip not found: no 'USD <rate>' in page text (the page is declared "
+                "UTF-8 but is not UTF-8 text)");
+  }
+  SUBCASE("the header wins over the page's own declaration") {
+    const std::string declared_utf8 = "<html><head><meta charset=\"utf-8\"></head>" + page;
+    check_strip(extract_24kg(declared_utf8, "text/html; charset=windows-1251"),
+                {"88.84", "95.29", "0.96"});
+  }
+  SUBCASE("a byte-order mark wins over the header") {
+    check_strip(extract_24kg("\xEF\xBB\xBF<p>USD\xC2\xA0"
+                             "87.45 EUR 99.56 RUB 1.10</p>",
+                             "text/html; charset=windows-1251"),
+                {"87.45", "99.56", "1.10"});
+  }
+  SUBCASE("UTF-16 without a byte-order mark, declared by the header") {
+    const std::string ascii = "<html><body><p>USD 87.45 EUR 99.56 RUB 1.10</p></body></html>";
+    std::string utf16;
+    for (char c : ascii) {
+      utf16.push_back(c);
+      utf16.push_back('\0');
+    }
+    check_strip(extract_24kg(utf16, "text/html; charset=utf-16le"), {"87.45", "99.56", "1.10"});
+    const extraction undeclared = extract_24kg(utf16);
+    CHECK_FALSE(undeclared.ok());
+    CHECK(undeclared.error.ends_with("(the page declares no encoding and is not UTF-8 text)"));
+  }
+  SUBCASE("a declared page or a UTF-8 one gets no encoding remark") {
+    check_error(extract_24kg(read_24kg("variants/missing_strip.html"), "text/html"),
+                "currency strip not found: no 'USD <rate>' in page text");
+    check_error(extract_24kg("<p>\xFF no rates</p>", "text/html; charset=windows-1251"),
+                "currency strip not found: no 'USD <rate>' in page text");
   }
 }
 

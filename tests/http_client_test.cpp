@@ -369,8 +369,9 @@ script serve(std::string body, std::string extra = "") {
 }  // namespace
 
 TEST_CASE("http_client fetches a 200 and sends a well-formed request") {
-  test_server srv(
-      serve("hello", "ETag: \"v1\"\r\nLast-Modified: Tue, 10 Jun 2025 08:00:00 GMT\r\n"));
+  test_server srv(serve("hello",
+                        "ETag: \"v1\"\r\nLast-Modified: Tue, 10 Jun 2025 08:00:00 GMT\r\n"
+                        "Content-Type: text/html; charset=windows-1251\r\n"));
 
   SUBCASE("body, validators and the request headers") {
     const auto url = srv.url("/english/?page=1");
@@ -385,6 +386,7 @@ TEST_CASE("http_client fetches a 200 and sends a well-formed request") {
     CHECK(out.result.body == "hello");
     CHECK(out.result.etag == "\"v1\"");
     CHECK(out.result.last_modified == "Tue, 10 Jun 2025 08:00:00 GMT");
+    CHECK(out.result.content_type == "text/html; charset=windows-1251");
     CHECK(out.result.final_url == url);
 
     const auto seen = srv.requests();
@@ -493,6 +495,23 @@ TEST_CASE("http_client reports HTTP error statuses") {
     CHECK(out.result.error == "HTTP 404 Not Found");
     CHECK(out.result.status == 404);
   }
+}
+
+TEST_CASE("parse_retry_after reads delay-seconds and HTTP dates") {
+  using somrated::parse_retry_after;
+  CHECK(parse_retry_after("5") == std::chrono::milliseconds(5s));
+  CHECK(parse_retry_after(" 120 ") == std::chrono::milliseconds(120s));
+  CHECK(parse_retry_after("0") == std::chrono::milliseconds(0));
+  CHECK(parse_retry_after("99999999999") ==
+        std::chrono::milliseconds(std::chrono::hours(24 * 365)));
+  CHECK(parse_retry_after("Sun, 06 Nov 1994 08:49:37 GMT") == std::chrono::milliseconds(0));
+  const auto future = parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT");
+  REQUIRE(future.has_value());
+  CHECK(*future > std::chrono::hours(24 * 365));
+  CHECK_FALSE(parse_retry_after("").has_value());
+  CHECK_FALSE(parse_retry_after("-5").has_value());
+  CHECK_FALSE(parse_retry_after("soon").has_value());
+  CHECK_FALSE(parse_retry_after("Sun, 31 Feb 2021 08:49:37 GMT").has_value());
 }
 
 TEST_CASE("http_client follows redirects within a bound") {

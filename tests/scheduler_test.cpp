@@ -337,6 +337,25 @@ TEST_CASE("scheduler_test: retry_delay grows from min(interval, 30s)") {
   }
 }
 
+TEST_CASE("scheduler_test: retry_delay waits as long as Retry-After asks, within the cap") {
+  SUBCASE("a longer wait than the backoff is honoured") {
+    CHECK(retry_delay(10min, 1, 1.0, 120s) == 120s);
+    CHECK(retry_delay(1s, 1, 0.8, 5s) == 5s);
+    CHECK(retry_delay(1h, 1, 1.0, 50min) == 50min);
+  }
+  SUBCASE("a shorter wait than the backoff keeps the backoff") {
+    CHECK(retry_delay(10min, 1, 1.0, 0s) == 30s);
+    CHECK(retry_delay(10min, 4, 1.0, 10s) == 240s);
+    CHECK(retry_delay(1s, 4, 1.2, 5s) == 6s);
+  }
+  SUBCASE("never longer than the longest backoff, however long the server asks") {
+    CHECK(retry_delay(10min, 1, 1.0, 24h) == 10min);
+    CHECK(retry_delay(1s, 1, 1.0, 3600s) == 5s);
+    CHECK(retry_delay(1min, 1, 1.0, 24h) == 150s);
+    CHECK(retry_delay(24h, 1, 1.0, std::chrono::hours(24 * 365)) == 24h);
+  }
+}
+
 TEST_CASE("scheduler_test: scrapes a 24kg page, backs off on failure and recovers") {
   scrape_rig rig;
   const fs::path page = rig.dir() / "strip.html";

@@ -19,14 +19,22 @@ inline constexpr std::size_t max_nbkr_bytes = 1u << 20;
 /// order, so markup changes that keep the visible text keep working. The strip is the
 /// first place where "USD <n>", "EUR <n>" and "RUB <n>" follow one another; anything
 /// else (missing, partial, garbled values) is an error that stores nothing.
-extraction extract_24kg(std::string_view html);
+///
+/// The encoding is, as the HTML standard orders it, the byte-order mark's, else the
+/// charset of content_type (the HTTP Content-Type header, empty when there was none),
+/// else the page's own <meta> or XML declaration, else UTF-8. An error on a page that
+/// declares nothing and is not UTF-8 text says so.
+extraction extract_24kg(std::string_view html, std::string_view content_type = {});
 
 /// Reads an NBKR daily.xml or weekly.xml document: every currency, Value/Nominal as an
 /// exact per-unit rate, and the Date attribute as the effective date.
 extraction extract_nbkr(std::string_view xml);
 
-/// Runs the extractor of a source kind ("24kg", "nbkr") over a fetched body.
-extraction extract_for_kind(std::string_view kind, std::string_view body);
+/// Runs the extractor of a source kind ("24kg", "nbkr") over a fetched body;
+/// content_type is the response's Content-Type header (empty when there was none), whose
+/// charset the 24kg extractor honours (NBKR's XML declares its own encoding).
+extraction extract_for_kind(std::string_view kind, std::string_view body,
+                            std::string_view content_type = {});
 
 /// The largest body the kind's extractor reads: fetches never download more than this,
 /// whatever a source's max_body says.

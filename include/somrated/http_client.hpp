@@ -4,7 +4,9 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -40,6 +42,7 @@ struct fetch_result {
   std::string body;           ///< The response body, for any status read (capped by max_body),
                               ///< so callers can report what a refusing receiver said.
   std::string retry_after;    ///< The Retry-After header of the response, as sent.
+  std::string content_type;   ///< The Content-Type header of a 2xx response, as sent.
   std::string etag;           ///< Validators of the response, for the next request.
   std::string last_modified;
   std::string final_url;  ///< After redirects.
@@ -47,6 +50,11 @@ struct fetch_result {
   /// True for a usable body or a 304.
   bool ok() const noexcept { return error.empty(); }
 };
+
+/// The wait a Retry-After header value asks for: delay-seconds (at most a year) or an
+/// HTTP date in any of RFC 9110's three forms (a date in the past means now). nullopt
+/// for anything else; callers bound the wait themselves.
+std::optional<std::chrono::milliseconds> parse_retry_after(std::string_view value);
 
 /// Fetches documents over HTTP(S) with Beast and OpenSSL, or from file:// URLs.
 ///

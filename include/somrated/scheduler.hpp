@@ -3,6 +3,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <string_view>
@@ -29,13 +30,21 @@ class source_board;
 std::chrono::milliseconds retry_delay(std::chrono::milliseconds interval, int failures,
                                       double jitter);
 
+/// The delay before retry number `failures` after a 429 or 503 whose Retry-After asked
+/// for `asked`: retry_delay(), or what the server asked if that is longer, but never more
+/// than the longest backoff (max(interval, 5 base delays)), so a server asking for hours
+/// cannot silence a source for longer than an outage would.
+std::chrono::milliseconds retry_delay(std::chrono::milliseconds interval, int failures,
+                                      double jitter, std::chrono::milliseconds asked);
+
 /// Scrapes every configured source on its own interval.
 ///
 /// Fetches run on the io_context; extraction and storage run on the writer db_worker
 /// (off the network thread), and the outcome comes back to the io_context to plan the
 /// next scrape. A failure is retried with exponential backoff and jitter (retry_delay),
-/// never in a tight loop. Validators (ETag/Last-Modified) are kept per source, and a
-/// 304 confirms the values read last time.
+/// never in a tight loop; a 429 or 503 with Retry-After waits as asked, within bounds.
+/// Validators (ETag/Last-Modified) are kept per source, and a 304 confirms the values
+/// read last time.
 class scheduler {
  public:
   /// Runs on the writer thread after each scrape has been stored (or has failed).
@@ -73,7 +82,8 @@ class scheduler {
   void scrape(const state_ptr& s);
   void on_fetched(const state_ptr& s, fetch_result r, timestamp started,
                   std::chrono::steady_clock::time_point t0);
-  void on_stored(const state_ptr& s, bool success, std::vector<rate_quote> quotes);
+  void on_stored(const state_ptr& s, bool success, std::vector<rate_quote> quotes,
+                 std::optional<std::chrono::milliseconds> retry_after);
 
   boost::asio::io_context& ioc_;
   db_worker& writer_;

@@ -1,4 +1,5 @@
-"""Helpers for integration tests: a throwaway CA, and fixture_server.py as a context manager.
+"""Helpers for integration tests: a throwaway CA and certificates it issues, and
+fixture_server.py as a context manager.
 
 Everything here talks to 127.0.0.1 only, and never through a proxy.
 """
@@ -79,14 +80,67 @@ def make_ca(directory, dns_names=("localhost",), ip_addresses=("127.0.0.1",)):
     return CaPaths(*(os.path.join(base, n) for n in ("ca.crt", "ca.key", "server.crt", "server.key")))
 
 
+_CA_CONFIG = """\
+[ca]
+default_ca = test_ca
+[test_ca]
+database = index.txt
+new_certs_dir = .
+serial = serial.txt
+default_md = sha256
+policy = any_name
+copy_extensions = none
+unique_subject = no
+[any_name]
+commonName = supplied
+"""
+
+
+def issue_cert(ca, directory, dns_names=("localhost",), ip_addresses=("127.0.0.1",),
+               not_before=None, not_after=None):
+    """Writes server.crt and server.key to directory, signed by ca (a CaPaths from make_ca)
+    and naming dns_names and ip_addresses. not_before and not_after ("20200101000000Z")
+    set the validity, e.g. to one long past; by default it is valid for two days from now.
+    Returns the directory's absolute path, ready for FixtureServer(tls_dir=...)."""
+    os.makedirs(directory, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="issue-", dir=directory)
+    try:
+        with open(os.path.join(work, "ca.cnf"), "w") as f:
+            f.write(_CA_CONFIG)
+        open(os.path.join(work, "index.txt"), "w").close()
+        with open(os.path.join(work, "serial.txt"), "w") as f:
+            f.write(f"{int.from_bytes(os.urandom(8), 'big'):016X}\n")
+        sans = [f"DNS:{n}" for n in dns_names] + [f"IP:{a}" for a in ip_addresses]
+        with open(os.path.join(work, "server.ext"), "w") as f:
+            f.write(f"subjectAltName={','.join(sans)}\n"
+                    "basicConstraints=CA:FALSE\n"
+                    "extendedKeyUsage=serverAuth\n")
+        cn = dns_names[0] if dns_names else ip_addresses[0]
+        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-noenc",
+                 "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={cn}", cwd=work)
+        dates = ["-enddate", not_after] if not_after else ["-days", "2"]
+        if not_before:
+            dates += ["-startdate", not_before]
+        _openssl("ca", "-batch", "-notext", "-config", "ca.cnf", "-cert", ca.ca_cert,
+                 "-keyfile", ca.ca_key, "-in", "server.csr", "-out", "server.crt",
+                 "-extfile", "server.ext", *dates, cwd=work)
+        for name in ("server.crt", "server.key"):
+            os.replace(os.path.join(work, name), os.path.join(directory, name))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return os.path.abspath(directory)
+
+
 class FixtureServer:
     """Runs fixture_server.py as a child process for the duration of a with-block.
 
     With tls_dir (holding server.crt and server.key, e.g. from make_ca) it serves HTTPS too.
+    With http_port it serves HTTP on that port (say, where an earlier server was).
     """
 
-    def __init__(self, tls_dir=None, start_timeout=15.0, verbose=False):
+    def __init__(self, tls_dir=None, start_timeout=15.0, verbose=False, http_port=None):
         self.tls_dir = tls_dir
+        self.fixed_http_port = http_port
         self.start_timeout = start_timeout
         self.verbose = verbose
         self.proc = None
@@ -100,6 +154,8 @@ class FixtureServer:
         args = [sys.executable, SERVER, "--port-file", port_file]
         if self.tls_dir:
             args += ["--tls-dir", self.tls_dir]
+        if self.fixed_http_port:
+            args += ["--http-port", str(self.fixed_http_port)]
         if self.verbose:
             args.append("--verbose")
         self._stderr = open(os.path.join(self._dir, "stderr.log"), "wb")
@@ -158,19 +214,31 @@ class FixtureServer:
         with _opener.open(req, timeout=10) as r:
             return r.read()
 
-    def set_page(self, path, body, content_type=None):
-        """Registers body (bytes or str) as the page served at path."""
+    def set_page(self, path, body, content_type=None, once=False):
+        """Registers body (bytes or str) as the page served at path; with once, as the
+        answer to the next request only, after which the page registered before is back."""
         if isinstance(body, str):
             body = body.encode("utf-8")
         query = {"path": path}
         if content_type:
             query["content_type"] = content_type
+        if once:
+            query["once"] = "1"
         self._control("PUT", "page", data=body, **query)
 
-    def set_mode(self, path, mode):
-        """Switches how path is served: ok, 500, 503, 404, hang, huge, redirect_loop, reset,
-        trickle."""
-        self._control("PUT", "mode", data=b"", path=path, mode=mode)
+    def set_mode(self, path, mode, retry_after=None):
+        """Switches how path is served: ok, 500, 503, 429, 404, hang, huge, huge_stream,
+        redirect_loop, reset, trickle. retry_after replaces the Retry-After value ("5")
+        that 503 and 429 send."""
+        query = {"path": path, "mode": mode}
+        if retry_after is not None:
+            query["retry_after"] = retry_after
+        self._control("PUT", "mode", data=b"", **query)
+
+    def reload_tls(self):
+        """Makes the server read server.crt and server.key from its tls_dir again; later
+        handshakes present the new certificate."""
+        self._control("PUT", "tls", data=b"")
 
     def log(self, path):
         """The requests seen for path: [{method, target, headers, tls, time}]."""

@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """A scriptable HTTP and HTTPS origin for integration tests, on 127.0.0.1 only.
 
-    fixture_server.py --port-file PATH [--tls-dir DIR] [--verbose]
+    fixture_server.py --port-file PATH [--tls-dir DIR] [--http-port N] [--verbose]
 
-Binds ephemeral ports, writes {"http": port, "https": port} as one JSON line to PATH
+Binds ephemeral ports (the HTTP one is N with --http-port, so that a server can come back
+where an earlier one was), writes {"http": port, "https": port} as one JSON line to PATH
 (https is null without --tls-dir, which must hold server.crt and server.key), and serves
 until SIGTERM or SIGINT.
 
@@ -12,18 +13,24 @@ string is ignored), or 404. Each path has a mode:
 
     ok             the page, with an ETag of its hash; If-None-Match (or, without it,
                    If-Modified-Since) answers 304
-    500, 503, 404  that status; 503 carries Retry-After: 5
+    500, 404       that status
+    503, 429       that status with Retry-After: 5 (or the mode's retry_after)
     hang           accept, never answer; the socket stays open until the client closes it
                    or the server stops
     huge           50 MB of data with Content-Length set
+    huge_stream    50 MB of data without Content-Length, ended by closing the connection
     redirect_loop  302 back to the same URL
     reset          the headers and half the body, then a TCP reset
     trickle        the page one byte per second
 
 Control API, on the HTTP port only:
 
-    PUT /_fixture/page?path=/english/[&content_type=text/html]   body = the page bytes
-    PUT /_fixture/mode?path=/english/&mode=M
+    PUT /_fixture/page?path=/english/[&content_type=text/html][&once=1]   body = the page
+        bytes; with once=1 they answer the next GET or HEAD of that path only (whatever its
+        validators say), and the page registered before answers after that
+    PUT /_fixture/mode?path=/english/&mode=M[&retry_after=V]
+    PUT /_fixture/tls                     read server.crt and server.key from --tls-dir
+                                          again: new handshakes use the new certificate
     GET /_fixture/log?path=/english/      JSON list of {method, target, headers, tls, time}
     DELETE /_fixture/log?path=/english/   forget the requests seen for that path
 """
@@ -44,7 +51,9 @@ import urllib.parse
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-MODES = ("ok", "500", "503", "404", "hang", "huge", "redirect_loop", "reset", "trickle")
+MODES = ("ok", "500", "503", "429", "404", "hang", "huge", "huge_stream", "redirect_loop",
+         "reset", "trickle")
+DEFAULT_RETRY_AFTER = "5"
 HUGE_BYTES = 50 * 1000 * 1000
 MAX_PAGE_BYTES = 64 * 1024 * 1024
 HANDSHAKE_TIMEOUT = 10.0
@@ -57,21 +66,27 @@ class FixtureState:
     def __init__(self):
         self.lock = threading.Lock()
         self.pages = {}  # path -> (body, content_type, last_modified)
+        self.once = {}  # path -> (body, content_type, last_modified), served to one request
         self.modes = {}  # path -> mode
+        self.retry_after = {}  # path -> Retry-After value for 503 and 429
         self.logs = {}  # path -> [entry]
         self.stopping = threading.Event()
 
-    def set_page(self, path, body, content_type):
+    def set_page(self, path, body, content_type, once=False):
         with self.lock:
-            self.pages[path] = (body, content_type, time.time())
+            (self.once if once else self.pages)[path] = (body, content_type, time.time())
 
-    def set_mode(self, path, mode):
+    def set_mode(self, path, mode, retry_after=DEFAULT_RETRY_AFTER):
         with self.lock:
             self.modes[path] = mode
+            self.retry_after[path] = retry_after
 
     def lookup(self, path):
+        """(page, mode, retry_after, once): a one-shot page is handed out only once."""
         with self.lock:
-            return self.pages.get(path), self.modes.get(path, "ok")
+            once = self.once.pop(path, None)
+            return (once or self.pages.get(path), self.modes.get(path, "ok"),
+                    self.retry_after.get(path, DEFAULT_RETRY_AFTER), once is not None)
 
     def record(self, path, entry):
         with self.lock:
@@ -177,7 +192,7 @@ class Handler(BaseHTTPRequestHandler):
             "tls": self.server.tls,
             "time": time.time(),
         })
-        page, mode = self.state.lookup(path)
+        page, mode, self.retry_after, self.once = self.state.lookup(path)
         getattr(self, "mode_" + mode)(page, head)
 
     # -- control API ------------------------------------------------------
@@ -185,6 +200,17 @@ class Handler(BaseHTTPRequestHandler):
     def control(self, method):
         url = urllib.parse.urlsplit(self.path)
         query = urllib.parse.parse_qs(url.query)
+        if method == "PUT" and url.path == "/_fixture/tls":
+            https = [s for s in self.server.siblings if s.tls]
+            if not https:
+                return self.send_simple(409, b"started without --tls-dir\n")
+            try:
+                context = tls_context(self.server.tls_dir)
+            except (OSError, ssl.SSLError) as e:
+                return self.send_simple(400, f"cannot load the certificate: {e}\n".encode())
+            for s in https:
+                s.tls_context = context
+            return self.send_simple(204)
         path = query.get("path", [None])[0]
         if not path or not path.startswith("/"):
             return self.send_simple(400, b"path=/... is required\n")
@@ -194,13 +220,14 @@ class Handler(BaseHTTPRequestHandler):
             except ValueError as e:
                 return self.send_simple(400, f"{e}\n".encode())
             content_type = query.get("content_type", ["text/html; charset=utf-8"])[0]
-            self.state.set_page(path, body, content_type)
+            self.state.set_page(path, body, content_type, once=query.get("once") == ["1"])
             return self.send_simple(204)
         if method == "PUT" and url.path == "/_fixture/mode":
             mode = query.get("mode", [""])[0]
             if mode not in MODES:
                 return self.send_simple(400, f"mode must be one of {', '.join(MODES)}\n".encode())
-            self.state.set_mode(path, mode)
+            retry_after = query.get("retry_after", [DEFAULT_RETRY_AFTER])[0]
+            self.state.set_mode(path, mode, retry_after)
             return self.send_simple(204)
         if method == "GET" and url.path == "/_fixture/log":
             body = json.dumps(self.state.log(path)).encode()
@@ -221,8 +248,8 @@ class Handler(BaseHTTPRequestHandler):
         inm = self.headers.get("If-None-Match")
         ims = self.headers.get("If-Modified-Since")
         # RFC 9110 section 13.2.2: If-None-Match wins; If-Modified-Since only without it.
-        fresh = etag_matches(inm, etag) if inm is not None else (
-            ims is not None and not_modified_since(ims, changed))
+        fresh = not self.once and (etag_matches(inm, etag) if inm is not None else (
+            ims is not None and not_modified_since(ims, changed)))
         if fresh:
             self.send_response(304)
             for name, value in validators:
@@ -235,7 +262,12 @@ class Handler(BaseHTTPRequestHandler):
         self.send_simple(500, b"fixture: internal error\n", head=head)
 
     def mode_503(self, page, head):
-        self.send_simple(503, b"fixture: try later\n", headers=[("Retry-After", "5")], head=head)
+        self.send_simple(503, b"fixture: try later\n", headers=[("Retry-After", self.retry_after)],
+                         head=head)
+
+    def mode_429(self, page, head):
+        self.send_simple(429, b"fixture: slow down\n", headers=[("Retry-After", self.retry_after)],
+                         head=head)
 
     def mode_404(self, page, head):
         self.send_simple(404, b"fixture: not found\n", head=head)
@@ -265,6 +297,25 @@ class Handler(BaseHTTPRequestHandler):
         if head:
             return
         chunk = b"x" * 65536
+        sent = 0
+        try:
+            while sent < HUGE_BYTES and not self.state.stopping.is_set():
+                n = min(len(chunk), HUGE_BYTES - sent)
+                self.wfile.write(chunk[:n])
+                sent += n
+        except (OSError, ssl.SSLError):
+            pass  # the client gave up, as it should
+
+    def mode_huge_stream(self, page, head):
+        # HTTP/1.0-style framing: no Content-Length, the body ends when the server closes.
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if head:
+            return
+        chunk = b"<p>" + b"x" * 65530 + b"</p>"
         sent = 0
         try:
             while sent < HUGE_BYTES and not self.state.stopping.is_set():
@@ -315,19 +366,24 @@ class FixtureHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = False
 
-    def __init__(self, state, tls_context=None, verbose=False):
+    def __init__(self, state, tls_context=None, verbose=False, port=0, tls_dir=None):
         self.state = state
-        self.tls_context = tls_context
+        self.tls_context = tls_context  # replaced whole by PUT /_fixture/tls
         self.tls = tls_context is not None
+        self.tls_dir = tls_dir
         self.scheme = "https" if self.tls else "http"
         self.verbose = verbose
-        super().__init__(("127.0.0.1", 0), Handler)
+        self.siblings = [self]  # every listener of this process, for PUT /_fixture/tls
+        # A fixed port may still have connections in TIME_WAIT from an earlier server.
+        self.allow_reuse_address = port != 0
+        super().__init__(("127.0.0.1", port), Handler)
 
     def finish_request(self, request, client_address):
-        if self.tls_context is not None:
+        context = self.tls_context
+        if context is not None:
             try:
                 request.settimeout(HANDSHAKE_TIMEOUT)
-                request = self.tls_context.wrap_socket(request, server_side=True)
+                request = context.wrap_socket(request, server_side=True)
             except (OSError, ssl.SSLError) as e:
                 if self.verbose:
                     sys.stderr.write(f"https handshake with {client_address}: {e}\n")
@@ -337,6 +393,13 @@ class FixtureHTTPServer(ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         if self.verbose:
             super().handle_error(request, client_address)
+
+
+def tls_context(tls_dir):
+    """A server context with tls_dir's server.crt and server.key."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(os.path.join(tls_dir, "server.crt"), os.path.join(tls_dir, "server.key"))
+    return ctx
 
 
 def write_port_file(path, ports):
@@ -351,16 +414,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port-file", required=True, help="where to write the JSON ports line")
     parser.add_argument("--tls-dir", help="directory holding server.crt and server.key")
+    parser.add_argument("--http-port", type=int, default=0,
+                        help="serve HTTP on this loopback port instead of an ephemeral one")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
 
     state = FixtureState()
-    servers = [FixtureHTTPServer(state, verbose=args.verbose)]
+    servers = [FixtureHTTPServer(state, verbose=args.verbose, port=args.http_port,
+                                 tls_dir=args.tls_dir)]
     if args.tls_dir:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(os.path.join(args.tls_dir, "server.crt"),
-                            os.path.join(args.tls_dir, "server.key"))
-        servers.append(FixtureHTTPServer(state, ctx, verbose=args.verbose))
+        servers.append(FixtureHTTPServer(state, tls_context(args.tls_dir), verbose=args.verbose,
+                                         tls_dir=args.tls_dir))
+    for s in servers:
+        s.siblings = servers
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
