@@ -2,6 +2,7 @@
 #include <cctype>
 #include <charconv>
 #include <map>
+#include <utility>
 
 #include <fmt/format.h>
 #include <openssl/crypto.h>
@@ -145,6 +146,19 @@ std::optional<alert_state> state_of(store& db, std::string_view name) {
   return std::nullopt;
 }
 
+/// Runs write and returns what it returns. A database that may not grow (full disk,
+/// [storage] max_size) answers 507 Insufficient Storage with the store's message: the
+/// write was rolled back whole, and unlike a 503 a quick retry will not help until an
+/// operator makes room.
+template <class Write>
+decltype(auto) storing(Write&& write) {
+  try {
+    return std::forward<Write>(write)();
+  } catch (const store_full_error& e) {
+    throw api_error(http::status::insufficient_storage, "insufficient_storage", e.what());
+  }
+}
+
 /// Parses `limit` for the events endpoint.
 std::size_t parse_limit(std::optional<std::string_view> text) {
   if (!text) return default_event_limit;
@@ -243,8 +257,14 @@ http_response handle_create_alert(const request_context& ctx) {
                                 quote(rule.name), in_config ? " in the config" : ""));
   }
 
-  ctx.db->save_rule(rule.name, alert_rule_to_json(rule), ctx.now);
-  engine.evaluate(*ctx.db, ctx.now);
+  storing([&] { ctx.db->save_rule(rule.name, alert_rule_to_json(rule), ctx.now); });
+  // The rule is stored, so the answer is 201 whatever follows: should the database be
+  // too full to take its first state, the next evaluation gives it one.
+  try {
+    engine.evaluate(*ctx.db, ctx.now);
+  } catch (const store_full_error&) {
+    // Nothing of the evaluation was kept; the rule answers as not yet evaluated.
+  }
   notify_changed(ctx);
 
   const auto state = state_of(*ctx.db, rule.name);
@@ -258,7 +278,7 @@ http_response handle_create_alert(const request_context& ctx) {
 }
 
 http_response handle_delete_alert(const request_context& ctx) {
-  switch (engine_of(ctx).remove(*ctx.db, ctx.path_name, ctx.now)) {
+  switch (storing([&] { return engine_of(ctx).remove(*ctx.db, ctx.path_name, ctx.now); })) {
     case alert_engine::removal::removed:
       break;
     case alert_engine::removal::not_found:
@@ -294,7 +314,7 @@ http_response handle_test_alert(const request_context& ctx) {
     throw api_error(http::status::conflict, "no_notifiers",
                     fmt::format("alert {} has no notifiers to test; add some to its notify list",
                                 quote(ctx.path_name)));
-  const auto event = engine.test(*ctx.db, ctx.path_name, ctx.now);
+  const auto event = storing([&] { return engine.test(*ctx.db, ctx.path_name, ctx.now); });
   if (!event)
     throw api_error(http::status::not_found, "not_found",
                     fmt::format("no alert named {}", quote(ctx.path_name)));

@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
 
@@ -18,9 +20,22 @@ std::string redacted_url(std::string_view url) {
   return std::string(u.buffer());
 }
 
+/// The scrape log's health of source with the failures the log could not take (see
+/// source_board::unlogged) laid over it: they are the newest attempts.
+source_health health_of(const request_context& ctx, const std::string& source) {
+  source_health h = ctx.db->health(source);
+  if (const auto u = ctx.board.unlogged(source)) {
+    h.last_attempt = h.last_attempt ? std::max(*h.last_attempt, u->last_at) : u->last_at;
+    h.last_error_at = u->last_at;
+    h.last_error = u->last_error;
+    h.consecutive_failures += u->count;
+  }
+  return h;
+}
+
 /// Writes one source's configuration, health, schedule and held values.
 void write_source(json_writer& w, const request_context& ctx, const source_config& src) {
-  const source_health h = ctx.db->health(src.name);
+  const source_health h = health_of(ctx, src.name);
   const std::vector<rate_point> held = ctx.db->held(src.name);
 
   w.begin_object();

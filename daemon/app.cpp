@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <memory>
 #include <ostream>
 #include <stdexcept>
@@ -123,6 +124,7 @@ std::string describe_reload(const config& before, const config& after) {
   describe_changes(out, "notifiers", before.notifiers, after.notifiers);
   if (before.server != after.server) out += out.empty() ? "[server]" : "; [server]";
   if (before.alerting != after.alerting) out += out.empty() ? "[alerting]" : "; [alerting]";
+  if (before.storage != after.storage) out += out.empty() ? "[storage]" : "; [storage]";
   return out.empty() ? std::string("no changes") : out;
 }
 
@@ -157,6 +159,8 @@ class daemon_parts {
         dispatcher_(ioc_, cfg_, writer_, engine_, log, &stats_),
         scraper_(
             ioc_, cfg.sources, writer_, board_, log, [this](store& db) { evaluate(db); }, &stats_) {
+    // The first job on the writer, so that no write comes before the limit.
+    set_max_size(cfg.storage.max_size);
   }
 
   ~daemon_parts() { stop_workers(); }
@@ -225,6 +229,17 @@ class daemon_parts {
   void notify(std::string_view message) const {
     if (const auto ec = notifier_.notify(message))
       log_.log(log_level::debug, "sd_notify failed: {}", ec.message());
+  }
+
+  /// Applies [storage] max_size to the writer's connection, the only one that writes
+  /// (readers open the file read-only, where a page limit has nothing to limit).
+  void set_max_size(std::uint64_t bytes) {
+    writer_.post([this, bytes](store& db) {
+      db.set_max_size(bytes);
+      if (bytes != 0)
+        log_.log(log_level::info, "database size limit: {} ([storage] max_size)",
+                 format_max_size(bytes));
+    });
   }
 
   /// Judges the alert rules on the writer thread, wakes the dispatcher for new events
@@ -348,9 +363,10 @@ class daemon_parts {
   }
 
   /// Reads the configuration again and applies what may change while running: sources
-  /// (unchanged ones keep their schedule), alert rules, notifiers, the API token. Open
-  /// connections, rule states and the outbox are untouched. A config that does not load
-  /// leaves everything as it was, and STATUS= says so until a reload succeeds.
+  /// (unchanged ones keep their schedule), alert rules, notifiers, the API token, the
+  /// scrape-log retention and the database size limit. Open connections, rule states
+  /// and the outbox are untouched. A config that does not load leaves everything as it
+  /// was, and STATUS= says so until a reload succeeds.
   void reload() {
     notify(reloading_message(monotonic_now()));
     const std::string origin =
@@ -379,12 +395,18 @@ class daemon_parts {
     }
     const std::string changes = describe_reload(*cfg_, plan.next);
     const bool period_changed = plan.next.alerting != cfg_->alerting;
+    const std::uint64_t old_max_size = cfg_->storage.max_size;
     auto cfg = std::make_shared<const config>(std::move(plan.next));
     cfg_ = cfg;
     routes_.set_config(cfg);
     scraper_.reconfigure(cfg->sources);
     dispatcher_.set_config(cfg);
     retention_.set_keep(cfg->storage.keep_scrape_log);
+    if (cfg->storage.max_size != old_max_size) {
+      log_.log(log_level::notice, "reload: [storage] max_size {} -> {}",
+               format_max_size(old_max_size), format_max_size(cfg->storage.max_size));
+      set_max_size(cfg->storage.max_size);
+    }
     // The engine lives on the writer thread; judging the new rules at once gives them
     // a state, and the status drops any note of an earlier failed reload.
     writer_.post([this, cfg](store& db) {

@@ -267,6 +267,8 @@ int run_import(const cli_options& opts, const config& cfg, const command_io& io)
     name = file;
   }
   store db(cfg.storage.path, store::mode::read_write);
+  // An import is a write like the daemon's and keeps to the same limit.
+  db.set_max_size(cfg.storage.max_size);
   const auto s = import_csv(db, *in, name, io.err);
   io.out << fmt::format(
       "change points: {} imported, {} moved earlier, {} already present, {} rejected\n", s.imported,

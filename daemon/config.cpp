@@ -4,13 +4,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <iterator>
 #include <map>
 #include <memory>
+#include <utility>
 
 #include <fmt/format.h>
 #include <toml++/toml.h>
@@ -41,7 +44,7 @@ constexpr std::string_view notifier_keys[] = {"name",           "kind",     "url
                                               "ca_file",        "chat_id",  "bot_token",
                                               "bot_token_file", "priority", "tags",
                                               "resend",         "command"};
-constexpr std::string_view storage_keys[] = {"path", "keep_scrape_log"};
+constexpr std::string_view storage_keys[] = {"path", "keep_scrape_log", "max_size"};
 constexpr std::string_view log_keys[] = {"level"};
 constexpr std::string_view source_keys[] = {"name",    "kind",     "url",     "interval",
                                             "ca_file", "max_jump", "timeout", "max_body"};
@@ -69,6 +72,10 @@ constexpr std::chrono::milliseconds min_interval = 1s;
 constexpr std::size_t kib = 1024;
 constexpr std::size_t mib = 1024 * kib;
 constexpr std::size_t max_body_limit = 1024 * mib;
+/// The largest [storage] max_size: SQLite's largest page count (4294967294 since 3.45)
+/// times 4 KiB pages is just under 16 TiB; an older SQLite's own lower limit applies
+/// where it is lower (see store::set_max_size). No somrated database comes near either.
+constexpr std::uint64_t max_size_limit = std::uint64_t{16} << 40;
 
 /// The shortest API token accepted. A token guards every write over the network, where it
 /// can be guessed at leisure; 16 random characters (e.g. `openssl rand -hex 16` gives 32)
@@ -564,6 +571,57 @@ class config_reader {
       if (out.path.empty()) fail(v->source(), "storage.path", "must not be empty");
     }
     if (const auto* v = t.get("keep_scrape_log")) out.keep_scrape_log = keep_duration(*v);
+    if (const auto* v = t.get("max_size")) out.max_size = max_size(*v);
+  }
+
+  /// `max_size`: a size with a binary unit, a number of bytes, or "0" (or 0) for no
+  /// limit. A decimal unit ("64MB") is refused with the binary one it probably meant,
+  /// since the two differ by 5 % at MB and 10 % at TB.
+  std::uint64_t max_size(const toml::node& n) const {
+    constexpr std::string_view path = "storage.max_size";
+    std::optional<std::uint64_t> size;
+    std::string shown;
+    if (const auto* i = n.as_integer()) {
+      shown = std::to_string(i->get());
+      if (i->get() >= 0 && static_cast<std::uint64_t>(i->get()) <= max_size_limit)
+        size = static_cast<std::uint64_t>(i->get());
+    } else if (const auto* str = n.as_string()) {
+      shown = toml_quote(str->get());
+      size = parse_max_size(str->get());
+      if (!size) {
+        if (const auto hint = binary_unit_hint(str->get())) {
+          fail(n.source(), path,
+               fmt::format("{} is not a size: the units are B, KiB, MiB, GiB and TiB (1KiB = "
+                           "1024 bytes); did you mean {}?",
+                           shown, toml_quote(*hint)));
+        }
+      }
+    } else {
+      fail(n.source(), path,
+           fmt::format("expected a size like \"64MiB\" (or \"0\" for no limit), not {}",
+                       type_name(n)));
+    }
+    if (!size) {
+      fail(n.source(), path,
+           fmt::format("{} is not a size from 1B to 16TiB (use 512KiB, 64MiB, 2GiB or a number "
+                       "of bytes; \"0\" means no limit)",
+                       shown));
+    }
+    return *size;
+  }
+
+  /// For "64MB", "64mb" or "2G": the binary-unit spelling "64MiB" / "2GiB"; nullopt when
+  /// text is not digits followed by a decimal or bare unit letter.
+  static std::optional<std::string> binary_unit_hint(std::string_view text) {
+    std::size_t digits = 0;
+    while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+    if (digits == 0) return std::nullopt;
+    std::string unit(text.substr(digits));
+    for (char& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    if (unit.size() == 2 && unit[1] == 'B') unit.pop_back();
+    if (unit.size() != 1 || std::string_view("KMGT").find(unit[0]) == std::string_view::npos)
+      return std::nullopt;
+    return fmt::format("{}{}iB", text.substr(0, digits), unit[0]);
   }
 
   /// `keep_scrape_log`: a duration, or "0" (or 0) for forever.
@@ -1431,9 +1489,10 @@ std::string render_toml(const config& c, bool hide_token) {
   }
   put_key(out, "external_url", toml_quote(c.server.external_url));
   const auto keep = c.storage.keep_scrape_log;
-  put("\n[storage]\npath = {}\nkeep_scrape_log = {}\n\n",
+  put("\n[storage]\npath = {}\nkeep_scrape_log = {}\nmax_size = {}\n\n",
       fmt::make_format_args(toml_quote(c.storage.path),
-                            toml_quote(keep.count() == 0 ? "0" : format_duration(keep))));
+                            toml_quote(keep.count() == 0 ? "0" : format_duration(keep)),
+                            toml_quote(format_max_size(c.storage.max_size))));
   put("[log]\nlevel = {}\n\n", fmt::make_format_args(toml_quote(c.log_level)));
   put("[alerting]\nevaluate_every = {}\n",
       fmt::make_format_args(toml_quote(format_duration(c.alerting.evaluate_every))));
@@ -1569,6 +1628,32 @@ std::optional<std::size_t> parse_size(std::string_view text) {
 std::string format_size(std::size_t bytes) {
   if (bytes != 0 && bytes % mib == 0) return fmt::format("{}MiB", bytes / mib);
   if (bytes != 0 && bytes % kib == 0) return fmt::format("{}KiB", bytes / kib);
+  return fmt::format("{}B", bytes);
+}
+
+std::optional<std::uint64_t> parse_max_size(std::string_view text) {
+  if (text == "0") return 0;
+  std::size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  // 14 digits hold 16TiB in bytes and cannot overflow below.
+  if (digits == 0 || digits > 14) return std::nullopt;
+  constexpr std::pair<std::string_view, unsigned> units[] = {{"", 0},     {"B", 0},    {"KiB", 10},
+                                                             {"MiB", 20}, {"GiB", 30}, {"TiB", 40}};
+  const auto unit = std::find_if(std::begin(units), std::end(units),
+                                 [&](const auto& u) { return u.first == text.substr(digits); });
+  if (unit == std::end(units)) return std::nullopt;
+  const std::uint64_t n = std::stoull(std::string(text.substr(0, digits)));
+  if (n == 0 || n > (max_size_limit >> unit->second)) return std::nullopt;
+  return n << unit->second;
+}
+
+std::string format_max_size(std::uint64_t bytes) {
+  if (bytes == 0) return "0";
+  constexpr std::pair<std::string_view, unsigned> units[] = {
+      {"TiB", 40}, {"GiB", 30}, {"MiB", 20}, {"KiB", 10}};
+  for (const auto& [name, shift] : units) {
+    if (bytes % (std::uint64_t{1} << shift) == 0) return fmt::format("{}{}", bytes >> shift, name);
+  }
   return fmt::format("{}B", bytes);
 }
 

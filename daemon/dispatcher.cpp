@@ -26,6 +26,8 @@ namespace {
 constexpr std::chrono::milliseconds first_retry = 5s;
 /// Retries never wait longer than this.
 constexpr std::chrono::milliseconds max_retry = 10min;
+/// The longest pause of a notifier whose attempts the store cannot record (see finish()).
+constexpr std::chrono::milliseconds max_unrecorded_pause = 1min;
 /// A receiver's answer is read up to this size (enough for any error message).
 constexpr std::size_t max_receiver_body = 64 * 1024;
 
@@ -262,13 +264,19 @@ void dispatcher::finish(const delivery& d, const alert_event& e, delivery_attemp
     }
     net::post(ioc_, [this, notifier, recorded] {
       if (recorded) {
+        unrecorded_ = 0;
         in_flight_.erase(notifier);
         return poll();
       }
       // The delivery is still due in the outbox: sending it again at once would repeat
       // it at network speed while the database refuses writes (a full disk). Hold the
-      // notifier for a first-retry delay instead.
-      auto pause = std::make_shared<net::steady_timer>(ioc_, first_retry);
+      // notifier instead, longer each time (5 s, doubling up to a minute), so that a
+      // receiver gets few duplicates while the database stays full, and deliveries go
+      // on within a minute once it has room again.
+      ++unrecorded_;
+      auto pause = std::make_shared<net::steady_timer>(
+          ioc_, std::min<std::chrono::milliseconds>(
+                    delivery_backoff(unrecorded_, 1.0, std::nullopt), max_unrecorded_pause));
       pause->async_wait([this, notifier, pause](boost::system::error_code ec) {
         if (ec) return;
         in_flight_.erase(notifier);

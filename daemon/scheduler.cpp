@@ -244,8 +244,16 @@ void scheduler::on_fetched(const state_ptr& s, fetch_result r, timestamp started
     if (stats_) stats_->count_scrape(rec.source, rec.outcome, took);
     try {
       db.log_scrape(rec);
+      board_.clear_unlogged_failures(in->name);
     } catch (const std::exception& ex) {
       log_.log(log_level::error, "{}: cannot write the scrape log: {}", in->name, ex.what());
+      // /api/v1/sources reads the log; keep the failure where it can still see it. An
+      // unlogged success ends the streak as a logged one would.
+      if (rec.outcome == "error") {
+        board_.add_unlogged_failure(in->name, rec.started_at, rec.error);
+      } else {
+        board_.clear_unlogged_failures(in->name);
+      }
     }
 
     if (!o.error.empty()) {

@@ -9,6 +9,7 @@
 
 #include <fmt/core.h>
 
+#include "somrated/config.hpp"
 #include "somrated/migrations.hpp"
 #include "somrated/sqlite.hpp"
 #include "store_impl.hpp"
@@ -59,6 +60,12 @@ std::optional<std::chrono::sys_days> parse_date_text(std::string_view s) {
 int read_user_version(sqlite::connection& db) {
   statement st(db, "PRAGMA user_version");
   return st.step() ? static_cast<int>(st.column_int64(0)) : 0;
+}
+
+/// Runs a PRAGMA that answers with one number and returns it (0 without an answer).
+std::int64_t pragma_int(sqlite::connection& db, std::string_view sql) {
+  statement st(db, sql);
+  return st.step() ? st.column_int64(0) : 0;
 }
 
 /// Sets a PRAGMA that answers with a row (journal_mode) and returns that answer.
@@ -132,7 +139,36 @@ sqlite::connection open_database(const std::string& path, store::mode m) {
 
 }  // namespace
 
-store::impl::impl(const std::string& path, mode m) : db(open_database(path, m)) {}
+store::impl::impl(const std::string& path, mode m) : db(open_database(path, m)) {
+  default_max_pages = pragma_int(db, "PRAGMA max_page_count");
+}
+
+void store::impl::throw_if_full(const sqlite::error& e, std::string_view what) {
+  if ((e.code() & 0xff) != SQLITE_FULL) return;
+  if (max_size == 0) {
+    throw store_full_error(
+        fmt::format("{} not stored: database or disk is full (no space left on the disk holding "
+                    "the database)",
+                    what));
+  }
+  // How much the database holds, for the message; a failure to say does not hide the
+  // error being reported.
+  std::string holds;
+  try {
+    sqlite::reset_guard g1(page_count);
+    sqlite::reset_guard g2(page_size);
+    if (page_count.step() && page_size.step()) {
+      holds = fmt::format(" and holds {}",
+                          format_max_size(static_cast<std::uint64_t>(page_count.column_int64(0) *
+                                                                     page_size.column_int64(0))));
+    }
+  } catch (const sqlite::error&) {
+  }
+  throw store_full_error(
+      fmt::format("{} not stored: database or disk is full (the database may not grow beyond "
+                  "[storage] max_size = {}{}; or the disk is full)",
+                  what, format_max_size(max_size), holds));
+}
 
 std::optional<std::int64_t> store::impl::find_source(std::string_view name) {
   sqlite::reset_guard g(source_by_name);
@@ -434,7 +470,7 @@ store::~store() = default;
 std::vector<record_result> store::record(std::string_view source, timestamp at,
                                          std::span<const rate_quote> quotes,
                                          std::optional<std::chrono::sys_days> effective_date,
-                                         double max_jump) {
+                                         double max_jump) try {
   auto& s = *impl_;
   sqlite::transaction tx(s.db);
   const auto source_id = s.source_for_write(source);
@@ -445,10 +481,13 @@ std::vector<record_result> store::record(std::string_view source, timestamp at,
   for (const auto& q : quotes) out.push_back(s.record_one(source_id, q, to_ms(at), date, max_jump));
   tx.commit();
   return out;
+} catch (const sqlite::error& e) {
+  impl_->throw_if_full(e, fmt::format("rates of {}", source));
+  throw;
 }
 
 void store::import_changes(std::string_view source, std::string_view currency,
-                           std::span<const history_point> points) {
+                           std::span<const history_point> points) try {
   auto& s = *impl_;
   sqlite::transaction tx(s.db);
   const auto source_id = s.source_for_write(source);
@@ -467,9 +506,13 @@ void store::import_changes(std::string_view source, std::string_view currency,
   // A hold was judged against a value these points supersede.
   s.drop_hold(source_id, currency);
   tx.commit();
+} catch (const sqlite::error& e) {
+  impl_->throw_if_full(e,
+                       fmt::format("{} change points of {}/{}", points.size(), source, currency));
+  throw;
 }
 
-void store::log_scrape(const scrape_record& r) {
+void store::log_scrape(const scrape_record& r) try {
   auto& s = *impl_;
   sqlite::transaction tx(s.db);
   const auto source_id = s.source_for_write(r.source);
@@ -485,6 +528,9 @@ void store::log_scrape(const scrape_record& r) {
     st.run();
   }
   tx.commit();
+} catch (const sqlite::error& e) {
+  impl_->throw_if_full(e, fmt::format("scrape log row of {}", r.source));
+  throw;
 }
 
 std::vector<rate_point> store::latest(std::string_view source) {
@@ -597,6 +643,26 @@ std::vector<std::string> store::currencies(std::string_view source) {
   auto out = s.currency_list(*source_id);
   tx.commit();
   return out;
+}
+
+void store::set_max_size(std::uint64_t max_bytes) {
+  auto& s = *impl_;
+  std::int64_t pages = s.default_max_pages;
+  if (max_bytes != 0) {
+    std::int64_t page_bytes = 0;
+    {
+      sqlite::reset_guard g(s.page_size);
+      if (s.page_size.step()) page_bytes = s.page_size.column_int64(0);
+    }
+    if (page_bytes <= 0) throw store_error("set_max_size: cannot read the page size");
+    // SQLite keeps the limit at no less than the pages in use, and never above its own.
+    pages = std::clamp<std::int64_t>(
+        static_cast<std::int64_t>(max_bytes / static_cast<std::uint64_t>(page_bytes)), 1,
+        s.default_max_pages);
+  }
+  // PRAGMA takes no bound parameters; pages is a number computed here, never input text.
+  s.db.exec(fmt::format("PRAGMA max_page_count = {}", pages));
+  s.max_size = max_bytes;
 }
 
 int store::schema_version() {

@@ -405,22 +405,28 @@ std::vector<std::pair<std::string, std::string>> store::stored_rules() {
   return out;
 }
 
-void store::save_rule(std::string_view name, std::string_view definition, timestamp at) {
+void store::save_rule(std::string_view name, std::string_view definition, timestamp at) try {
   auto& st = impl_->alerts.upsert_rule;
   sqlite::reset_guard g(st);
   st.bind(1, name);
   st.bind(2, definition);
   st.bind(3, to_ms(at));
   st.run();
+} catch (const sqlite::error& e) {
+  impl_->throw_if_full(e, fmt::format("rule {}", name));
+  throw;
 }
 
-bool store::delete_rule(std::string_view name) {
+bool store::delete_rule(std::string_view name) try {
   auto& s = *impl_;
   auto& st = s.alerts.delete_rule;
   sqlite::reset_guard g(st);
   st.bind(1, name);
   st.run();
   return s.db.changes() > 0;
+} catch (const sqlite::error& e) {
+  impl_->throw_if_full(e, fmt::format("deletion of rule {}", name));
+  throw;
 }
 
 std::vector<alert_state> store::alert_states() {
@@ -431,7 +437,7 @@ std::vector<alert_state> store::alert_states() {
   return out;
 }
 
-void store::apply_alert_update(alert_update& u) {
+void store::apply_alert_update(alert_update& u) try {
   auto& s = *impl_;
   auto& q = s.alerts;
   sqlite::transaction tx(s.db);
@@ -452,6 +458,10 @@ void store::apply_alert_update(alert_update& u) {
   tx.commit();
   // Only a committed update hands out ids.
   for (std::size_t i = 0; i < ids.size(); ++i) u.events[i].first.id = ids[i];
+} catch (const sqlite::error& e) {
+  impl_->throw_if_full(
+      e, fmt::format("{} alert states and {} events", u.states.size(), u.events.size()));
+  throw;
 }
 
 std::vector<std::pair<delivery, alert_event>> store::due_deliveries(timestamp now) {
@@ -471,7 +481,7 @@ std::optional<timestamp> store::next_delivery_due() {
 }
 
 void store::record_attempt(std::int64_t delivery_id, const delivery_attempt& a,
-                           delivery_status status, timestamp next_attempt_at) {
+                           delivery_status status, timestamp next_attempt_at) try {
   auto& s = *impl_;
   auto& q = s.alerts;
   sqlite::transaction tx(s.db);
@@ -501,6 +511,9 @@ void store::record_attempt(std::int64_t delivery_id, const delivery_attempt& a,
     st.run();
   }
   tx.commit();
+} catch (const sqlite::error& e) {
+  impl_->throw_if_full(e, fmt::format("attempt {} of delivery {}", a.outcome, delivery_id));
+  throw;
 }
 
 std::vector<event_record> store::alert_events(std::optional<timestamp> since, std::string_view rule,

@@ -153,6 +153,10 @@ struct store::impl {
   void sampled_history(std::int64_t source_id, const history_query& q, history_result& r);
   /// history() with step and ohlc.
   void ohlc_history(std::int64_t source_id, const history_query& q, history_result& r);
+  /// When e says the database or the disk is full, throws store_full_error saying that
+  /// what was not stored and naming the size limit; otherwise returns (the caller
+  /// rethrows e). Call it after the write's transaction has rolled back.
+  void throw_if_full(const sqlite::error& e, std::string_view what);
 
   /// The one connection; declared first so every statement is finalized before it closes.
   sqlite::connection db;
@@ -163,6 +167,14 @@ struct store::impl {
   statement integrity{db, "PRAGMA integrity_check"};
   /// The liveness probe.
   statement select_one{db, "SELECT 1"};
+  /// The database's size in pages.
+  statement page_count{db, "PRAGMA page_count"};
+  /// The size of one page, bytes.
+  statement page_size{db, "PRAGMA page_size"};
+  /// SQLite's own page limit as the connection opened, which set_max_size(0) restores.
+  std::int64_t default_max_pages = 0;
+  /// The limit set by set_max_size, bytes; 0 for none.
+  std::uint64_t max_size = 0;
 
   /// A source's id by name.
   statement source_by_name{db, "SELECT id FROM source WHERE name = ?1"};

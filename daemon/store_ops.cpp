@@ -258,7 +258,7 @@ std::size_t store::export_changes(const change_filter& f,
   return n;
 }
 
-std::vector<import_verdict> store::merge_changes(std::span<const change_record> records) {
+std::vector<import_verdict> store::merge_changes(std::span<const change_record> records) try {
   auto& s = *impl_;
   statement at_or_before(s.db,
                          "SELECT since, rate, observed_at, effective_date FROM rate_change "
@@ -342,9 +342,12 @@ std::vector<import_verdict> store::merge_changes(std::span<const change_record> 
   }
   tx.commit();
   return out;
+} catch (const sqlite::error& e) {
+  impl_->throw_if_full(e, fmt::format("{} imported change points", records.size()));
+  throw;
 }
 
-std::size_t store::prune_scrape_log(timestamp cutoff, std::size_t max_rows) {
+std::size_t store::prune_scrape_log(timestamp cutoff, std::size_t max_rows) try {
   auto& s = *impl_;
   if (max_rows == 0) return 0;
   // Each delete is a range scan of one of the partial indexes (source_id, started_at);
@@ -397,6 +400,9 @@ std::size_t store::prune_scrape_log(timestamp cutoff, std::size_t max_rows) {
   }
   tx.commit();
   return deleted;
+} catch (const sqlite::error& e) {
+  impl_->throw_if_full(e, "scrape-log pruning");
+  throw;
 }
 
 backup_result backup_database(const std::string& source, const std::string& dest,

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+#include <fmt/core.h>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
@@ -358,4 +359,66 @@ TEST_CASE("api alerts: a stored rule that no longer fits the config says why it 
   CHECK(message.find("old-rule") != std::string::npos);
   CHECK(message.find("gone") != std::string::npos);
   CHECK(f.changed == 0);
+}
+
+TEST_CASE("api alerts: a full database answers 507 and keeps nothing of the write") {
+  fixture f;
+  f.engine.evaluate(f.db, now());
+  // A limit below the size holds the database at the size it has now.
+  f.db.set_max_size(1);
+  const auto body = [](int i) {
+    return fmt::format(
+        R"({{"name":"eur-low-{:04}","currency":"EUR","below":95,"notify":["hook"]}})", i);
+  };
+
+  int created = 0;
+  http_response refused;
+  for (; created < 5000; ++created) {
+    auto res = f.send(http::verb::post, "/api/v1/alerts", body(created));
+    if (res.result() != http::status::created) {
+      refused = std::move(res);
+      break;
+    }
+  }
+  REQUIRE(refused.result() == http::status::insufficient_storage);
+  CHECK(error_code(refused) == "insufficient_storage");
+  const std::string message(json_of(refused).at("error").at("message").as_string());
+  CHECK(message.find(fmt::format("rule eur-low-{:04} not stored: database or disk is full (the "
+                                 "database may not grow beyond [storage] max_size = 1B",
+                                 created)) == 0);
+
+  // Reads keep answering: every rule that got its 201 is there, the refused one is not.
+  auto listed = f.send(http::verb::get, "/api/v1/alerts", {}, std::nullopt);
+  REQUIRE(listed.result() == http::status::ok);
+  const auto v = json_of(listed);
+  CHECK(v.at("alerts").as_array().size() == static_cast<std::size_t>(created) + 1);
+  CHECK(find_alert(v, fmt::format("eur-low-{:04}", created - 1)));
+  CHECK_FALSE(find_alert(v, fmt::format("eur-low-{:04}", created)));
+
+  // Test notifications too: each 202 is an event with its delivery, the 507 leaves none.
+  std::size_t accepted = 0;
+  http_response test_refused;
+  for (; accepted < 5000; ++accepted) {
+    auto res = f.send(http::verb::post, "/api/v1/alerts/usd-high/test");
+    if (res.result() != http::status::accepted) {
+      test_refused = std::move(res);
+      break;
+    }
+  }
+  CHECK(test_refused.result() == http::status::insufficient_storage);
+  CHECK(error_code(test_refused) == "insufficient_storage");
+  const auto events = f.db.alert_events(std::nullopt, "usd-high", 1000);
+  std::size_t tests = 0;
+  for (const auto& rec : events) {
+    CHECK(rec.deliveries.size() == 1);
+    if (rec.event.kind == event_kind::test) ++tests;
+  }
+  CHECK(tests == accepted);
+
+  // Once there is room again the refused rule is created.
+  f.db.set_max_size(0);
+  CHECK(f.send(http::verb::post, "/api/v1/alerts", body(created)).result() ==
+        http::status::created);
+  CHECK(f.send(http::verb::post, "/api/v1/alerts/usd-high/test").result() ==
+        http::status::accepted);
 }

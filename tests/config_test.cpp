@@ -261,7 +261,7 @@ TEST_CASE("parse_config errors name origin, line and key") {
           "somrated.toml:2: unknown key \"levle\" in [log]; did you mean \"level\"?");
     CHECK(error_of("[storage]\nfile = \"x.db\"\n") ==
           "somrated.toml:2: unknown key \"file\" in [storage] (known: \"path\", "
-          "\"keep_scrape_log\")");
+          "\"keep_scrape_log\", \"max_size\")");
   }
   SUBCASE("unknown tables suggest the closest known table") {
     CHECK(error_of("\n[servr]\nlisten = \"127.0.0.1:1\"\n") ==
@@ -608,6 +608,90 @@ TEST_CASE("[storage] keep_scrape_log") {
       const auto text = somrated::to_toml(c);
       CHECK(parse_config(text, "out.toml") == c);
       CHECK(text.find(d.count() == 0 ? "keep_scrape_log = \"0\"\n" : "keep_scrape_log = \"") !=
+            std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("[storage] max_size") {
+  CHECK(somrated::default_config().storage.max_size == 0);
+  const auto size = [](std::string_view value) {
+    return parse_config(fmt::format("[storage]\nmax_size = {}\n", value), "x.toml")
+        .storage.max_size;
+  };
+  CHECK(size("\"64MiB\"") == std::uint64_t{64} << 20);
+  CHECK(size("\"512KiB\"") == std::uint64_t{512} << 10);
+  CHECK(size("\"2GiB\"") == std::uint64_t{2} << 30);
+  CHECK(size("\"16TiB\"") == std::uint64_t{16} << 40);
+  CHECK(size("\"1500B\"") == 1500);
+  CHECK(size("\"1500\"") == 1500);
+  CHECK(size("1048576") == 1048576);
+  CHECK(size("\"0\"") == 0);
+  CHECK(size("0") == 0);
+
+  SUBCASE("mistakes name the key and say what a size looks like") {
+    const std::string expected =
+        "is not a size from 1B to 16TiB (use 512KiB, 64MiB, 2GiB or a number of bytes; \"0\" "
+        "means no limit)";
+    CHECK(error_of("[storage]\nmax_size = \"64XB\"\n") ==
+          "somrated.toml:2: storage.max_size: \"64XB\" " + expected);
+    CHECK(error_of("[storage]\nmax_size = -1\n") ==
+          "somrated.toml:2: storage.max_size: -1 " + expected);
+    CHECK(error_of("[storage]\nmax_size = \"-64MiB\"\n") ==
+          "somrated.toml:2: storage.max_size: \"-64MiB\" " + expected);
+    CHECK(error_of("[storage]\nmax_size = \"17TiB\"\n") ==
+          "somrated.toml:2: storage.max_size: \"17TiB\" " + expected);
+    CHECK(error_of("[storage]\nmax_size = 17592186044417\n") ==
+          "somrated.toml:2: storage.max_size: 17592186044417 " + expected);
+    for (const char* bad : {"\"\"", "\"0B\"", "\"0MiB\"", "\"MiB\"", "\"1.5GiB\"", "\"64 MiB\"",
+                            "\"64mib\"", "\"unlimited\""}) {
+      CAPTURE(bad);
+      CHECK(error_of(fmt::format("[storage]\nmax_size = {}\n", bad)) ==
+            fmt::format("somrated.toml:2: storage.max_size: {} {}", bad, expected));
+    }
+    CHECK(error_of("[storage]\nmax_size = 1.5\n") ==
+          "somrated.toml:2: storage.max_size: expected a size like \"64MiB\" (or \"0\" for no "
+          "limit), not a float");
+    CHECK(error_of("[storage]\nmax_size = true\n") ==
+          "somrated.toml:2: storage.max_size: expected a size like \"64MiB\" (or \"0\" for no "
+          "limit), not a boolean");
+    CHECK(error_of("[storage]\nmax_sise = \"1GiB\"\n") ==
+          "somrated.toml:2: unknown key \"max_sise\" in [storage]; did you mean \"max_size\"?");
+  }
+  SUBCASE("a decimal unit is refused with the binary one it probably meant") {
+    CHECK(error_of("[storage]\nmax_size = \"64MB\"\n") ==
+          "somrated.toml:2: storage.max_size: \"64MB\" is not a size: the units are B, KiB, MiB, "
+          "GiB and TiB (1KiB = 1024 bytes); did you mean \"64MiB\"?");
+    CHECK(error_of("[storage]\nmax_size = \"2gb\"\n").ends_with("did you mean \"2GiB\"?"));
+    CHECK(error_of("[storage]\nmax_size = \"512K\"\n").ends_with("did you mean \"512KiB\"?"));
+    CHECK(error_of("[storage]\nmax_size = \"1TB\"\n").ends_with("did you mean \"1TiB\"?"));
+  }
+  SUBCASE("parse_max_size and format_max_size") {
+    CHECK(somrated::parse_max_size("0") == 0u);
+    CHECK(somrated::parse_max_size("1") == 1u);
+    CHECK(somrated::parse_max_size("4KiB") == 4096u);
+    CHECK(somrated::parse_max_size("17592186044416") == std::uint64_t{16} << 40);
+    for (const char* bad : {"", "0KiB", "17592186044417", "17TiB", "16385GiB",
+                            "99999999999999999999", "1 KiB", "1KB", "KiB", "-1"}) {
+      CAPTURE(bad);
+      CHECK_FALSE(somrated::parse_max_size(bad));
+    }
+    CHECK(somrated::format_max_size(0) == "0");
+    CHECK(somrated::format_max_size(1500) == "1500B");
+    CHECK(somrated::format_max_size(4096) == "4KiB");
+    CHECK(somrated::format_max_size(std::uint64_t{64} << 20) == "64MiB");
+    CHECK(somrated::format_max_size(std::uint64_t{3} << 29) == "1536MiB");
+    CHECK(somrated::format_max_size(std::uint64_t{2} << 30) == "2GiB");
+    CHECK(somrated::format_max_size(std::uint64_t{16} << 40) == "16TiB");
+  }
+  SUBCASE("to_toml writes it so that it reads back") {
+    for (const std::uint64_t bytes :
+         {std::uint64_t{0}, std::uint64_t{1500}, std::uint64_t{64} << 20, std::uint64_t{3} << 40}) {
+      config c = somrated::default_config();
+      c.storage.max_size = bytes;
+      const auto text = somrated::to_toml(c);
+      CHECK(parse_config(text, "out.toml") == c);
+      CHECK(text.find(fmt::format("max_size = \"{}\"\n", somrated::format_max_size(bytes))) !=
             std::string::npos);
     }
   }

@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -313,6 +314,8 @@ TEST_CASE("plan_reload keeps what needs a restart") {
     next.storage.path = "/elsewhere.db";
     next.log_level = "debug";
     next.server.token = "new-token";
+    next.storage.max_size = std::uint64_t{64} << 20;
+    next.storage.keep_scrape_log = std::chrono::hours(24);
     next.sources.pop_back();
     const auto plan = somrated::plan_reload(running, next);
     CHECK(plan.next.server.listen == running.server.listen);
@@ -321,6 +324,8 @@ TEST_CASE("plan_reload keeps what needs a restart") {
     CHECK(plan.next.log_level == running.log_level);
     // What may change live does.
     CHECK(plan.next.server.token == "new-token");
+    CHECK(plan.next.storage.max_size == std::uint64_t{64} << 20);
+    CHECK(plan.next.storage.keep_scrape_log == std::chrono::hours(24));
     CHECK(plan.next.sources == next.sources);
     CHECK(plan.needs_restart ==
           std::vector<std::string>{"[server] listen: 127.0.0.1:8080 -> 127.0.0.1:9999",

@@ -731,3 +731,86 @@ TEST_CASE("store alerts: damaged rows are reported by table and column") {
                          store_error);
   }
 }
+
+TEST_CASE("store alerts: a full database keeps each event whole with its deliveries") {
+  temp_db file;
+  store db(file.path());
+  // A limit below the size holds the database at the size it has now.
+  db.set_max_size(1);
+  const std::vector<std::string> notifiers{"a", "b", "c"};
+
+  std::size_t stored = 0;
+  std::string message;
+  for (int i = 0; i < 10'000 && message.empty(); ++i) {
+    alert_update u;
+    u.states = {full_state(fmt::format("rule-{:04}", i))};
+    u.events.emplace_back(make_event(fmt::format("ev-{:04}", i), u.states[0].rule, 1000 + i),
+                          notifiers);
+    try {
+      db.apply_alert_update(u);
+      ++stored;
+      CHECK(u.events[0].first.id > 0);
+    } catch (const somrated::store_full_error& e) {
+      message = e.what();
+      CHECK(u.events[0].first.id == 0);
+    }
+  }
+  REQUIRE_FALSE(message.empty());
+  CHECK(message.find("1 alert states and 1 events not stored: database or disk is full (the "
+                     "database may not grow beyond [storage] max_size = 1B") == 0);
+
+  // Every stored event has all three deliveries and its state; the refused one has none.
+  const auto events = db.alert_events(std::nullopt, "", 1000);
+  CHECK(events.size() == stored);
+  for (const auto& rec : events) {
+    CAPTURE(rec.event.event_id);
+    CHECK(rec.deliveries.size() == notifiers.size());
+  }
+  CHECK(db.alert_states().size() == stored);
+  CHECK(count_of(db, delivery_status::pending) == static_cast<std::int64_t>(3 * stored));
+  CHECK(db.alert_events(std::nullopt, fmt::format("rule-{:04}", stored), 10).empty());
+
+  SUBCASE("an attempt that cannot be recorded leaves its delivery pending as it was") {
+    const auto heads = db.due_deliveries(ms(1'000'000));
+    REQUIRE_FALSE(heads.empty());
+    const auto id = heads.front().first.id;
+    int recorded = 0;
+    CHECK_THROWS_AS(
+        [&] {
+          for (;; ++recorded) {
+            REQUIRE(recorded < 10'000);
+            db.record_attempt(id, attempt(2000 + recorded, "retry", 503, std::string(300, 'e')),
+                              delivery_status::pending, ms(3000 + recorded));
+          }
+        }(),
+        somrated::store_full_error);
+    const auto after = db.due_deliveries(ms(1'000'000));
+    REQUIRE_FALSE(after.empty());
+    CHECK(after.front().first.id == id);
+    CHECK(after.front().first.attempts == recorded);
+    CHECK(after.front().first.status == delivery_status::pending);
+  }
+
+  SUBCASE("API rules are refused the same way") {
+    int saved = 0;
+    CHECK_THROWS_WITH_AS(
+        [&] {
+          for (;; ++saved) {
+            REQUIRE(saved < 10'000);
+            db.save_rule(fmt::format("api-{:04}", saved), std::string(300, '{'), ms(1));
+          }
+        }(),
+        doctest::Contains("not stored: database or disk is full"), somrated::store_full_error);
+    CHECK(db.stored_rules().size() == static_cast<std::size_t>(saved));
+  }
+
+  SUBCASE("once the limit is lifted the same update goes through") {
+    db.set_max_size(0);
+    alert_update u;
+    u.states = {full_state("after")};
+    u.events.emplace_back(make_event("ev-after", "after", 5000), notifiers);
+    db.apply_alert_update(u);
+    CHECK(db.alert_events(std::nullopt, "after", 10).at(0).deliveries.size() == 3);
+  }
+  CHECK(db.integrity_check() == "ok");
+}

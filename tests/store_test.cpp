@@ -25,6 +25,7 @@
 #include <doctest/doctest.h>
 #include <fmt/core.h>
 
+#include "somrated/config.hpp"
 #include "somrated/migrations.hpp"
 #include "somrated/sqlite.hpp"
 
@@ -883,4 +884,112 @@ TEST_CASE("store: acknowledged writes survive SIGKILL of the writer") {
     CHECK(stored[static_cast<std::size_t>(i)] ==
           std::pair<std::int64_t, std::string>{base + i * 1000, nth_rate(i)});
   }
+}
+
+namespace {
+
+/// The size of the database at path as its file will hold it: pages in use times the
+/// page size, read through a connection of its own.
+std::uint64_t database_bytes(const std::string& path) {
+  somrated::sqlite::connection raw(path, somrated::sqlite::connection::open_mode::read_only);
+  somrated::sqlite::statement count(raw, "PRAGMA page_count");
+  somrated::sqlite::statement size(raw, "PRAGMA page_size");
+  REQUIRE(count.step());
+  REQUIRE(size.step());
+  return static_cast<std::uint64_t>(count.column_int64(0) * size.column_int64(0));
+}
+
+/// One scrape's worth of quotes: 40 currencies, every value new with each n.
+std::vector<rate_quote> scrape_quotes(std::int64_t n) {
+  std::vector<rate_quote> out;
+  for (int c = 0; c < 40; ++c) out.push_back({fmt::format("C{:02}", c), dec(nth_rate(n * 40 + c))});
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("store: a size limit fails writes whole, keeps reads and lifts") {
+  temp_db file;
+  store db(file.path());
+  db.record("24kg", ms(1000), scrape_quotes(0), std::nullopt, 0);
+  const std::uint64_t limit = database_bytes(file.path());
+  db.set_max_size(limit);
+
+  // The pages in use still have room for some scrapes; then one fails, whole.
+  std::int64_t n = 1;
+  std::string message;
+  for (; n < 10'000 && message.empty(); ++n) {
+    try {
+      db.record("24kg", ms(1000 + n), scrape_quotes(n), std::nullopt, 0);
+    } catch (const somrated::store_full_error& e) {
+      message = e.what();
+    }
+  }
+  REQUIRE_FALSE(message.empty());
+  const std::int64_t stored = n - 2;  // the last scrape that made it
+  CHECK(stored >= 1);
+  CHECK(message ==
+        fmt::format("rates of 24kg not stored: database or disk is full (the database may not "
+                    "grow beyond [storage] max_size = {0} and holds {0}; or the disk is full)",
+                    somrated::format_max_size(limit)));
+  CHECK(database_bytes(file.path()) == limit);
+
+  // Reads answer with the last complete scrape, on this connection and on a reader.
+  store reader(file.path(), store::mode::read_only);
+  for (store* s : {&db, &reader}) {
+    const auto latest = s->latest("24kg");
+    REQUIRE(latest.size() == 40);
+    for (int c = 0; c < 40; ++c) {
+      CAPTURE(c);
+      CHECK(latest[static_cast<std::size_t>(c)].rate.text() == nth_rate(stored * 40 + c));
+      CHECK(latest[static_cast<std::size_t>(c)].since == ms(1000 + stored));
+    }
+    CHECK(changes(*s, "C07").size() == static_cast<std::size_t>(stored + 1));
+  }
+
+  SUBCASE("the scrape log fails the same way, and health reads what made it") {
+    std::int64_t logged = 0;
+    CHECK_THROWS_AS(
+        [&] {
+          for (;; ++logged) {
+            REQUIRE(logged < 10'000);
+            db.log_scrape({.source = "24kg",
+                           .started_at = ms(5000 + logged),
+                           .outcome = "error",
+                           .error = std::string(200, 'x')});
+          }
+        }(),
+        somrated::store_full_error);
+    const auto h = db.health("24kg");
+    if (logged > 0) {
+      CHECK(h.last_error_at == ms(5000 + logged - 1));
+      CHECK(h.consecutive_failures == logged);
+    } else {
+      CHECK_FALSE(h.last_error_at);
+    }
+  }
+
+  SUBCASE("raising the limit lets the same write through") {
+    db.set_max_size(limit + (1u << 20));
+    db.record("24kg", ms(1000 + n), scrape_quotes(n), std::nullopt, 0);
+    CHECK(db.latest("24kg").front().rate.text() == nth_rate(n * 40));
+  }
+
+  SUBCASE("0 lifts the limit") {
+    db.set_max_size(0);
+    for (std::int64_t i = 0; i < 200; ++i)
+      db.record("24kg", ms(1000 + n + i), scrape_quotes(n + i), std::nullopt, 0);
+    CHECK(database_bytes(file.path()) > limit);
+  }
+
+  SUBCASE("a limit below the size holds the database at its size") {
+    db.set_max_size(4096);
+    const std::string expected =
+        fmt::format("max_size = 4KiB and holds {}", somrated::format_max_size(limit));
+    CHECK_THROWS_WITH_AS(db.record("24kg", ms(1000 + n), scrape_quotes(n), std::nullopt, 0),
+                         doctest::Contains(expected.c_str()), somrated::store_full_error);
+    CHECK(database_bytes(file.path()) == limit);
+  }
+
+  CHECK(db.integrity_check() == "ok");
 }

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <span>
@@ -54,6 +55,9 @@ struct storage_config {
   std::string path = "./somrated.db";
   /// Scrape-log rows older than this are deleted; zero keeps them forever.
   std::chrono::milliseconds keep_scrape_log{std::chrono::days(90)};
+  /// The most bytes the database may grow to; zero means no limit. A write that would
+  /// need more fails as on a full disk (see store::set_max_size).
+  std::uint64_t max_size = 0;
 
   /// Field by field.
   bool operator==(const storage_config&) const = default;
@@ -115,6 +119,15 @@ std::optional<std::size_t> parse_size(std::string_view text);
 
 /// Formats a byte size in the largest exact unit: "8MiB", "512KiB", "1500B".
 std::string format_size(std::size_t bytes);
+
+/// Parses a database size limit ([storage] max_size): a plain integer (bytes) or an
+/// integer with B, KiB, MiB, GiB or TiB ("64MiB"), at most 16TiB; "0" means no limit
+/// and yields 0. nullopt for anything else.
+std::optional<std::uint64_t> parse_max_size(std::string_view text);
+
+/// Formats a database size limit the way parse_max_size reads it, in the largest exact
+/// unit: "64MiB", "2GiB", "1500B", and "0" for no limit.
+std::string format_max_size(std::uint64_t bytes);
 
 /// Levenshtein distance, for "did you mean" hints.
 std::size_t edit_distance(std::string_view a, std::string_view b);

@@ -95,6 +95,9 @@ class dispatcher {
   bool polling_ = false;                                    ///< A poll is on the writer.
   bool repoll_ = false;                                     ///< Poll again when it returns.
   bool stopped_ = false;
+  /// Attempts in a row whose outcome the store refused to record (a full database):
+  /// the pause before a notifier sends again doubles with each.
+  int unrecorded_ = 0;
   std::mt19937 rng_;
   boost::asio::thread_pool exec_pool_{1};  ///< Runs exec notifiers; declared last, joined first.
 };

@@ -26,6 +26,14 @@ class store_error : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+/// A write refused because the database may not grow: it reached the limit set with
+/// store::set_max_size ([storage] max_size), or the disk is full. The write was rolled
+/// back whole; reads keep working, and writes succeed again once there is room.
+class store_full_error : public store_error {
+ public:
+  using store_error::store_error;
+};
+
 /// The value in force for one (source, currency).
 struct rate_point {
   std::string currency;
@@ -151,8 +159,9 @@ struct import_verdict {
 ///
 /// One store is one SQLite connection and must be used from one thread at a time
 /// (see db_worker). The database runs in WAL mode, so a read-only store on another
-/// thread reads while the writer writes. Methods throw store_error when SQLite fails;
-/// a failed write rolls back whole.
+/// thread reads while the writer writes. Methods throw store_error when SQLite fails
+/// (store_full_error when a write finds the database or the disk full); a failed write
+/// rolls back whole.
 class store {
  public:
   /// How to open the database.
@@ -275,6 +284,12 @@ class store {
   /// success, its newest failure, and the failures after its newest success (the
   /// current streak). Change points are never touched.
   std::size_t prune_scrape_log(timestamp cutoff, std::size_t max_rows);
+
+  /// Limits how large writes through this store may make the database ([storage]
+  /// max_size): max_bytes rounded down to whole pages, never below the size it has
+  /// now; 0 lifts the limit. A write that would need more throws store_full_error and
+  /// leaves nothing of itself behind. Applies to this connection only.
+  void set_max_size(std::uint64_t max_bytes);
 
   /// The schema version (PRAGMA user_version).
   int schema_version();

@@ -141,7 +141,10 @@ class Daemon:
         env.update(self.env)
         return env
 
-    def start(self):
+    def start(self, wait=True):
+        """Runs the daemon and, with wait, waits until it listens (port is then set).
+        Without wait it returns at once, port unknown: for a test that kills it while it
+        starts."""
         self.log_file = open(self.log_path, "ab")
         self._log_start = self.log_file.tell()
         self.signalled = None
@@ -150,6 +153,9 @@ class Daemon:
             [BINARY, "--config", self.config_path, "--listen", "127.0.0.1:0", *self.extra_args],
             stdout=self.log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=self._child_env())
+        self.port = None
+        if not wait:
+            return self
         try:
             match = wait_for(lambda: self._listening(), timeout=20, what="daemon to listen")
         except BaseException:

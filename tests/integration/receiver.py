@@ -14,6 +14,9 @@ How requests are answered is switched at run time:
                                                   dict/list sent as JSON)
     set_mode("status 503", retry_after=2)         that status, with a short body and an
                                                   optional Retry-After
+    set_mode("ok", delay=0.2)                     any answering mode, sent delay seconds
+                                                  after the request was recorded (a slow
+                                                  receiver)
     set_mode("hang")                              read the request, never answer; released
                                                   (closed unanswered) when the mode
                                                   changes or the receiver stops
@@ -22,7 +25,8 @@ How requests are answered is switched at run time:
 
 queue(...) lines up one-shot answers ("ok", "status N", "hang", or (mode, options)
 pairs) taken by the next requests in order, before the standing mode applies, so a test
-can script "503, then hang, then ok" without racing the sender.
+can script "503, then hang, then ok" without racing the sender; unqueue() drops those
+not taken yet.
 
 The port stays reserved while down: a second socket bound to it with SO_REUSEPORT, which
 never listens, keeps the port from being taken, and a socket that does not listen
@@ -90,8 +94,9 @@ class _Mode:
     """How to answer: kind is "ok", "status" or "hang"."""
 
     def __init__(self, kind, status=200, body=b"", content_type="text/plain; charset=utf-8",
-                 retry_after=None, headers=()):
+                 retry_after=None, headers=(), delay=0.0):
         self.kind = kind
+        self.delay = delay
         self.status = status
         self.body = body
         self.content_type = content_type
@@ -114,18 +119,20 @@ def _encode_body(body):
     return json.dumps(body).encode("utf-8"), "application/json"
 
 
-def _parse_mode(mode, body=None, content_type=None, retry_after=None, headers=()):
+def _parse_mode(mode, body=None, content_type=None, retry_after=None, headers=(), delay=0.0):
     """A _Mode from "ok", "status N" or "hang" and its options."""
     words = mode.split()
+    if delay < 0:
+        raise ValueError(f"delay must not be negative, not {delay}")
     if words == ["ok"]:
         data, ctype = _encode_body("ok" if body is None else body)
-        return _Mode("ok", 200, data, content_type or ctype, headers=headers)
+        return _Mode("ok", 200, data, content_type or ctype, headers=headers, delay=delay)
     if len(words) == 2 and words[0] == "status" and words[1].isdigit():
         status = int(words[1])
         if not 200 <= status <= 599:
             raise ValueError(f"status must be 200..599, not {status}")
         data, ctype = _encode_body(f"receiver: status {status}\n" if body is None else body)
-        return _Mode("status", status, data, content_type or ctype, retry_after, headers)
+        return _Mode("status", status, data, content_type or ctype, retry_after, headers, delay)
     if words == ["hang"]:
         return _Mode("hang")
     raise ValueError(f"unknown mode {mode!r}: use ok, status N, hang or down")
@@ -171,6 +178,8 @@ class _Handler(BaseHTTPRequestHandler):
         if mode.kind == "hang":
             receiver._hang(self.connection, generation)
             return
+        if mode.delay:
+            time.sleep(mode.delay)
         # Marked answered before the bytes go out, so that a client which has read the
         # answer never sees the request still unanswered here.
         receiver._answered(req, mode.status)
@@ -291,13 +300,15 @@ class Receiver:
 
     # -- modes ------------------------------------------------------------------------
 
-    def set_mode(self, mode, body=None, content_type=None, retry_after=None, headers=()):
+    def set_mode(self, mode, body=None, content_type=None, retry_after=None, headers=(),
+                 delay=0.0):
         """Switches how requests are answered: "ok", "status N", "hang" or "down" (see
-        the module text). Any mode but "down" listens again if the receiver was down.
-        Hanging requests are released (closed unanswered)."""
+        the module text), each answer sent delay seconds after the request arrived. Any
+        mode but "down" listens again if the receiver was down. Hanging requests are
+        released (closed unanswered)."""
         if mode == "down":
             return self.down()
-        parsed = _parse_mode(mode, body, content_type, retry_after, headers)
+        parsed = _parse_mode(mode, body, content_type, retry_after, headers, delay)
         with self._lock:
             self._mode = parsed
             self._generation += 1
@@ -329,6 +340,11 @@ class Receiver:
                 parsed.append(_parse_mode(m))
         with self._lock:
             self._queue.extend(parsed)
+
+    def unqueue(self):
+        """Drops the one-shot answers that no request has taken yet."""
+        with self._lock:
+            self._queue.clear()
 
     def release(self):
         """Closes every hanging request without an answer; the mode stays."""

@@ -84,6 +84,29 @@ class ReceiverTest(unittest.TestCase):
         with self.assertRaises(ValueError):
             self.r.set_mode("explode")
 
+    def test_delay_answers_that_long_after_the_request_was_recorded(self):
+        import time
+        self.r.set_mode("ok", delay=0.3)
+        self.r.queue(("status 503", {"delay": 0.2}))
+        status, _, _ = post(self.r.port)
+        answered = time.monotonic()
+        self.assertEqual(status, 503)
+        status, _, answer = post(self.r.port)
+        self.assertEqual((status, answer), (200, b"ok"))
+        first, second = self.r.requests()
+        # A sleep never ends early, so these hold however slow the machine is.
+        self.assertGreaterEqual(answered - first.monotonic, 0.2)
+        self.assertGreaterEqual(time.monotonic() - second.monotonic, 0.3)
+        self.assertEqual([q.status for q in (first, second)], [503, 200])
+        with self.assertRaises(ValueError):
+            self.r.set_mode("ok", delay=-1)
+
+    def test_unqueue_drops_the_answers_not_taken(self):
+        self.r.queue("status 500", "status 503")
+        self.assertEqual(post(self.r.port)[0], 500)
+        self.r.unqueue()
+        self.assertEqual(post(self.r.port)[0], 200)
+
     def test_hang_reads_the_request_and_never_answers(self):
         self.r.set_mode("hang")
         with self.assertRaises((TimeoutError, socket.timeout)):
