@@ -493,13 +493,15 @@ TEST_CASE("scheduler_test: an implausible jump is held, then released when seen 
   write_strip(page, "87.45", "99.56", "1.10");
   rig.start({make_source(name, "24kg", file_url(page), 0.25)});
   REQUIRE(rig.run_until([&] { return latest_rates(rig.db(), name).count("USD") == 1; }));
-  REQUIRE(scrape_log(rig.db_path(), name).size() == 1);
+  // The scrape's log row is written just after its rates.
+  REQUIRE(rig.run_until([&] { return scrape_log(rig.db_path(), name).size() == 1; }));
   const auto first_success = rig.db().health(name).last_success;
   REQUIRE(first_success.has_value());
 
   // 87.45 -> 122.43 is +40 %, more than max_jump 0.25.
   write_strip(page, "122.43", "99.56", "1.10");
   REQUIRE(rig.run_until([&] { return !rig.db().held(name).empty(); }));
+  REQUIRE(rig.run_until([&] { return scrape_log(rig.db_path(), name).size() >= 2; }));
   timestamp held_since;
   {
     CHECK(held_rates(rig.db(), name) == std::map<std::string, std::string>{{"USD", "122.43"}});
@@ -521,6 +523,7 @@ TEST_CASE("scheduler_test: an implausible jump is held, then released when seen 
   // The next scrape sees the same page again and releases the value, dated from when it
   // was first seen.
   REQUIRE(rig.run_until([&] { return latest_rates(rig.db(), name).at("USD") == "122.43"; }));
+  REQUIRE(rig.run_until([&] { return scrape_log(rig.db_path(), name).size() >= 3; }));
   CHECK(rig.db().held(name).empty());
   const auto points = change_points(rig.db(), name, "USD");
   REQUIRE(points.size() == 2);
@@ -589,6 +592,7 @@ TEST_CASE("scheduler_test: an nbkr source stores rates with their effective date
     REQUIRE(p.effective_date.has_value());
     CHECK(*p.effective_date == day);
   }
+  REQUIRE(rig.run_until([&] { return !scrape_log(rig.db_path(), name).empty(); }));
   const auto log = scrape_log(rig.db_path(), name);
   REQUIRE(log.size() == 1);
   CHECK(log[0].outcome == "ok");
