@@ -294,6 +294,9 @@ def report(tally, samples, events, hook, scrapes, deliveries, d):
     peak = max(s[1] for s in samples)
     print(f"\nRSS after warm-up ({base[0]:.0f} s): {base[1]} KiB (anon {base[2]} KiB)")
     print(f"RSS at the end    ({end[0]:.0f} s): {end[1]} KiB (anon {end[2]} KiB)")
+    marks = [samples[min(len(samples) - 1, len(samples) * q // 4)] for q in (1, 2, 3)]
+    print("RSS at 1/4, 1/2, 3/4 of the run: "
+          + ", ".join(f"{s[1]} KiB ({s[0]:.0f} s)" for s in marks))
     print(f"RSS growth: {end[1] - base[1]:+d} KiB (anon {end[2] - base[2]:+d} KiB); "
           f"peak {peak} KiB; database {db_bytes(d.db) // 1024} KiB with its WAL")
     log_errors = [line for line in d.log().splitlines() if " error " in line.lower()]
