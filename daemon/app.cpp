@@ -34,6 +34,7 @@
 #include "somrated/scheduler.hpp"
 #include "somrated/sd_notify.hpp"
 #include "somrated/source_board.hpp"
+#include "somrated/time.hpp"
 #include "somrated/version.hpp"
 
 namespace somrated {
@@ -62,8 +63,18 @@ reload_plan plan_reload(const config& running, config next) {
     plan.needs_restart.push_back(fmt::format("{}: {} -> {}", name, old, field));
     field = old;
   };
+  auto keep_duration = [&](std::chrono::milliseconds& field, std::chrono::milliseconds old,
+                           std::string_view name) {
+    if (field == old) return;
+    plan.needs_restart.push_back(
+        fmt::format("{}: {} -> {}", name, format_duration(old), format_duration(field)));
+    field = old;
+  };
   keep(next.server.listen, running.server.listen, "[server] listen");
   keep(next.server.max_connections, running.server.max_connections, "[server] max_connections");
+  keep_duration(next.server.read_timeout, running.server.read_timeout, "[server] read_timeout");
+  keep_duration(next.server.idle_timeout, running.server.idle_timeout, "[server] idle_timeout");
+  keep_duration(next.server.write_timeout, running.server.write_timeout, "[server] write_timeout");
   keep(next.storage.path, running.storage.path, "[storage] path");
   keep(next.log_level, running.log_level, "[log] level");
   plan.next = std::move(next);
@@ -211,6 +222,9 @@ class daemon_parts {
   static server_limits limits(const config& cfg) {
     server_limits l;
     l.max_connections = cfg.server.max_connections;
+    l.read_timeout = cfg.server.read_timeout;
+    l.idle_timeout = cfg.server.idle_timeout;
+    l.write_timeout = cfg.server.write_timeout;
     return l;
   }
 

@@ -35,8 +35,9 @@ using namespace std::chrono_literals;
 
 constexpr std::string_view top_level_keys[] = {"server",   "storage",  "log",  "source",
                                                "alerting", "notifier", "alert"};
-constexpr std::string_view server_keys[] = {"listen", "max_connections", "token", "token_file",
-                                            "external_url"};
+constexpr std::string_view server_keys[] = {"listen",       "max_connections", "token",
+                                            "token_file",   "external_url",    "read_timeout",
+                                            "idle_timeout", "write_timeout"};
 constexpr std::string_view alerting_keys[] = {"evaluate_every"};
 constexpr std::string_view notifier_keys[] = {"name",           "kind",     "url",
                                               "headers",        "timeout",  "give_up",
@@ -84,6 +85,7 @@ constexpr std::size_t min_token_length = 16;
 /// The longest first line read from a token_file or bot_token_file.
 constexpr std::size_t max_secret_length = 4096;
 constexpr std::chrono::milliseconds min_evaluate_every = 1s;
+constexpr std::chrono::milliseconds min_server_timeout = 1s;
 constexpr std::chrono::milliseconds min_keep = 1s;
 /// What to_redacted_toml puts in place of a secret.
 constexpr std::string_view redacted = "REDACTED";
@@ -469,6 +471,9 @@ class config_reader {
       }
       out.max_connections = static_cast<std::size_t>(value);
     }
+    read_server_timeout(t, "read_timeout", out.read_timeout);
+    read_server_timeout(t, "idle_timeout", out.idle_timeout);
+    read_server_timeout(t, "write_timeout", out.write_timeout);
     read_token(t, out);
     if (const auto* v = t.get("external_url")) {
       out.external_url = string(*v, "server.external_url", "\"http://rates.example:8080\"");
@@ -485,6 +490,18 @@ class config_reader {
                            toml_quote(out.external_url)));
         }
       }
+    }
+  }
+
+  /// One of the `[server]` deadlines, if given: a duration of at least 1s.
+  void read_server_timeout(const toml::table& t, std::string_view key,
+                           std::chrono::milliseconds& out) const {
+    const auto* v = t.get(key);
+    if (v == nullptr) return;
+    const auto path = fmt::format("server.{}", key);
+    out = duration(*v, path, format_duration(out));
+    if (out < min_server_timeout) {
+      fail(v->source(), path, fmt::format("{} is too short (minimum 1s)", format_duration(out)));
     }
   }
 
@@ -1488,6 +1505,9 @@ std::string render_toml(const config& c, bool hide_token) {
     put_key(out, "token", toml_quote(c.server.token));
   }
   put_key(out, "external_url", toml_quote(c.server.external_url));
+  put_key(out, "read_timeout", toml_quote(format_duration(c.server.read_timeout)));
+  put_key(out, "idle_timeout", toml_quote(format_duration(c.server.idle_timeout)));
+  put_key(out, "write_timeout", toml_quote(format_duration(c.server.write_timeout)));
   const auto keep = c.storage.keep_scrape_log;
   put("\n[storage]\npath = {}\nkeep_scrape_log = {}\nmax_size = {}\n\n",
       fmt::make_format_args(toml_quote(c.storage.path),

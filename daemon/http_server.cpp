@@ -1,10 +1,12 @@
 #include "somrated/http_server.hpp"
 
 #include <linux/filter.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <exception>
 #include <utility>
 
@@ -12,6 +14,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/system/errc.hpp>
 #include <boost/system/system_error.hpp>
 
 #include "http_session.hpp"
@@ -38,6 +41,73 @@ constexpr std::chrono::milliseconds accept_backoff_max{1000};
 
 /// Connections taken from the backlog at shutdown, at most (the listen backlog's size).
 constexpr std::size_t max_drained = 4096;
+
+/// Events that an abusive client can repeat at will (evictions, 503s, failed accepts)
+/// are logged at most this often, with a count of what happened in between.
+constexpr std::chrono::seconds pressure_log_interval{60};
+
+/// Decides when a repeated event is logged again; counts the occurrences in between.
+class log_throttle {
+ public:
+  /// Counts one occurrence; returns how many occurred since the last logged one
+  /// (this one included) when a line is due, otherwise 0.
+  std::size_t hit() {
+    ++count_;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_) return 0;
+    next_ = now + pressure_log_interval;
+    return std::exchange(count_, 0);
+  }
+
+ private:
+  std::chrono::steady_clock::time_point next_{};  ///< Earliest time for the next line.
+  std::size_t count_ = 0;                         ///< Occurrences not yet logged.
+};
+
+/// Idle connections closed at once when accept() runs out of descriptors; also how far
+/// below the connections then open the admission cap goes.
+constexpr std::size_t descriptor_shed = 16;
+
+/// How long a cap lowered for lack of descriptors holds before max_connections applies
+/// again (the next shortage lowers it again).
+constexpr std::chrono::seconds cap_recovery{60};
+
+/// File descriptors kept for everything but counted connections: the database, fetches,
+/// notifiers, the listener, and connections being answered 503.
+constexpr std::size_t descriptor_reserve = 256;
+
+/// limits, with max_connections lowered to what RLIMIT_NOFILE leaves room for.
+///
+/// When the soft limit is too low for max_connections it is first raised to the hard
+/// limit, as programs that need many descriptors are expected to do (the soft limit
+/// stays low by default only for the sake of select(), which nothing here uses). Under
+/// a system call filter that forbids setrlimit (the shipped unit) this fails quietly
+/// and LimitNOFILE= decides. Admitting more connections than there are descriptors
+/// would turn the overflow into accept() failures, where the oldest idle connection
+/// can no longer be evicted to make room.
+server_limits fit_descriptor_limit(server_limits limits, logger& log) {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return limits;
+  const rlim_t wanted = static_cast<rlim_t>(limits.max_connections) + descriptor_reserve;
+  if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < wanted && rl.rlim_cur < rl.rlim_max) {
+    rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+      log.log(log_level::info, "http: raised the open file limit from {} to {}", rl.rlim_cur,
+              raised.rlim_cur);
+      rl = raised;
+    }
+  }
+  if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= wanted) return limits;
+  const auto fits = static_cast<std::size_t>(
+      rl.rlim_cur > 2 * descriptor_reserve ? rl.rlim_cur - descriptor_reserve : rl.rlim_cur / 2);
+  log.log(log_level::warning,
+          "http: max_connections = {} needs about {} open files but the limit is {}: serving at "
+          "most {} connections at once (raise LimitNOFILE= or ulimit -n)",
+          limits.max_connections, wanted, rl.rlim_cur, std::max<std::size_t>(fits, 1));
+  limits.max_connections = std::max<std::size_t>(fits, 1);
+  return limits;
+}
 
 /// The TCP protocol (v4 or v6) of a listening descriptor; throws if fd is not one.
 tcp protocol_of_listening_fd(int fd) {
@@ -78,9 +148,10 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
         acceptor_(strand_),
         backoff_timer_(strand_),
         grace_timer_(strand_),
-        ctx_(std::make_shared<const session_context>(
-            session_context{limits, std::move(handler), std::move(on_error), log})),
-        tracker_(std::make_shared<connection_tracker>(strand_)) {}
+        ctx_(std::make_shared<const session_context>(session_context{
+            fit_descriptor_limit(limits, log), std::move(handler), std::move(on_error), log})),
+        tracker_(std::make_shared<connection_tracker>(strand_)),
+        cap_(ctx_->limits.max_connections) {}
 
   /// Opens, binds and listens on endpoint.
   void bind(const tcp::endpoint& endpoint) {
@@ -121,34 +192,92 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
     }
     if (ec == net::error::connection_aborted) return do_accept_guarded();
     if (ec) return back_off(ec);
+    if (std::exchange(accept_failure_logged_, false)) {
+      ctx_->log.log(log_level::notice, "http: accepting again after {} failed attempt(s)",
+                    failed_accepts_);
+    }
+    failed_accepts_ = 0;
     backoff_ = std::chrono::milliseconds::zero();
     admit(std::move(socket));
     do_accept_guarded();
   }
 
-  /// Starts a session for an accepted connection, or answers it 503 when
-  /// max_connections are open; null when no session could be made.
+  /// Starts a session for an accepted connection; when max_connections are open, first
+  /// evicts an idle or stalled connection (make_room), or answers 503 if every one is
+  /// busy. Null when no session could be made.
   std::shared_ptr<http_session> admit(tcp::socket socket) noexcept {
     try {
-      const bool full = tracker_->count() >= ctx_->limits.max_connections;
+      const bool at_limit = tracker_->count() >= cap();
+      const bool full = at_limit && (stopping_ || !make_room());
       auto session = std::make_shared<http_session>(std::move(socket), ctx_, tracker_, !full);
       tracker_->add(session, !full);
       if (full) {
-        if (!full_logged_) {
+        if (const auto n = rejects_.hit()) {
           ctx_->log.log(log_level::warning,
-                        "http: {} connections open, answering new ones with 503",
-                        ctx_->limits.max_connections);
+                        "http: {} connections open and none idle: answering new ones with 503 "
+                        "({} since the last such line)",
+                        cap_, n);
         }
-        full_logged_ = true;
         session->reject();
       } else {
-        full_logged_ = false;
         session->run();
       }
       return session;
     } catch (const std::exception& e) {
       ctx_->log.log(log_level::error, "http: cannot start session: {}", e.what());
       return nullptr;
+    }
+  }
+
+  /// Evicts the connection idle the longest, or else the one stalled the longest in
+  /// reading its request or writing its response; false when there is neither.
+  ///
+  /// Like nginx reusing its keep-alive connections, a connection that waits for a
+  /// request is the first to give way: idle connections, however many, cannot lock out
+  /// a client with a request to make. Nor can connections that hold their slot by
+  /// trickling a request in or by not reading their response, once they have been at
+  /// it for stall_grace (1 s by default: long enough for any client on a working
+  /// network to send a request or take a response).
+  /// A request the handler is working on is never cut short.
+  bool make_room() {
+    auto victim =
+        tracker_->take_for_room(std::chrono::steady_clock::now() - ctx_->limits.stall_grace);
+    if (!victim) return false;
+    net::post(victim->executor(), [victim] { victim->evict(); });
+    if (const auto n = evictions_.hit()) {
+      ctx_->log.log(log_level::notice,
+                    "http: {} connections open: closing the longest idle ones (or stalled ones) "
+                    "to admit new ones ({} since the last such line)",
+                    cap_, n);
+    }
+    return true;
+  }
+
+  /// Connections admitted at most now: max_connections, or less for a while after
+  /// accept() ran out of descriptors.
+  std::size_t cap() {
+    if (cap_ < ctx_->limits.max_connections &&
+        std::chrono::steady_clock::now() - cap_lowered_at_ >= cap_recovery) {
+      cap_ = ctx_->limits.max_connections;
+      ctx_->log.log(log_level::notice, "http: admitting up to {} connections again", cap_);
+    }
+    return cap_;
+  }
+
+  /// accept() ran out of descriptors while connections hold many of them: admits fewer
+  /// for a while, so that a new connection replaces an idle one instead of waiting for
+  /// a descriptor, and closes a few idle ones so that the next accepts succeed.
+  ///
+  /// Without this a flood of idle connections that reaches the descriptor limit before
+  /// max_connections would keep everyone else in the backlog until idle_timeout. When
+  /// few connections are open, something else holds the descriptors and the server
+  /// only waits.
+  void shed_for_descriptors() {
+    const std::size_t open = tracker_->count();
+    if (open < 2 * descriptor_shed) return;
+    cap_ = open - descriptor_shed;
+    cap_lowered_at_ = std::chrono::steady_clock::now();
+    while (tracker_->count() > cap_ && make_room()) {
     }
   }
 
@@ -190,10 +319,19 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   }
 
   /// Waits a little after a failed accept (EMFILE and the like), then accepts again.
+  /// The first failure of a run is a warning, the retries only debug lines.
   void back_off(boost::system::error_code ec) noexcept {
     backoff_ = std::clamp(backoff_ * 2, accept_backoff_min, accept_backoff_max);
-    ctx_->log.log(log_level::warning, "http: accept failed: {}; retrying in {} ms", ec.message(),
-                  backoff_.count());
+    ++failed_accepts_;
+    if (ec == boost::system::errc::too_many_files_open ||
+        ec == boost::system::errc::too_many_files_open_in_system) {
+      shed_for_descriptors();
+    }
+    const bool warn = failed_accepts_ == 1 && accept_failures_.hit() > 0;
+    accept_failure_logged_ = accept_failure_logged_ || warn;
+    ctx_->log.log(warn ? log_level::warning : log_level::debug,
+                  "http: accept failed: {}; retrying in {} ms (admitting at most {} connections)",
+                  ec.message(), backoff_.count(), cap_);
     backoff_timer_.expires_after(backoff_);
     backoff_timer_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
       if (!wait_ec && !self->stopping_) self->do_accept_guarded();
@@ -247,10 +385,16 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   std::shared_ptr<const session_context> ctx_;   ///< Shared with every session.
   std::shared_ptr<connection_tracker> tracker_;  ///< Shared with every session.
   std::chrono::milliseconds backoff_{0};  ///< Current accept retry pause; zero after success.
-  bool started_ = false;                  ///< start() ran.
-  bool adopted_ = false;                  ///< The socket was passed in (socket activation).
-  bool stopping_ = false;                 ///< stop() ran or the server is being destroyed.
-  bool full_logged_ = false;  ///< The max_connections warning was logged for this episode.
+  std::size_t cap_;                       ///< Connections admitted at most now (see cap()).
+  std::chrono::steady_clock::time_point cap_lowered_at_{};  ///< When cap_ was last lowered.
+  std::size_t failed_accepts_ = 0;      ///< Accept failures since the last success.
+  bool accept_failure_logged_ = false;  ///< This run of failures was logged as a warning.
+  log_throttle accept_failures_;        ///< Runs of failed accepts, for the log.
+  log_throttle evictions_;              ///< Idle connections closed to make room.
+  log_throttle rejects_;                ///< Connections answered 503.
+  bool started_ = false;                ///< start() ran.
+  bool adopted_ = false;                ///< The socket was passed in (socket activation).
+  bool stopping_ = false;               ///< stop() ran or the server is being destroyed.
 };
 
 http_server::http_server(net::io_context& ioc, const tcp::endpoint& endpoint, server_limits limits,

@@ -44,8 +44,10 @@ constexpr std::chrono::milliseconds reject_write_limit{1000};
 /// the server is stopping.
 constexpr std::chrono::milliseconds stop_request_wait{1000};
 
-/// Chunk read while waiting for the first byte of a request.
-constexpr std::size_t first_read_size = 4096;
+/// Chunk read while waiting for the first byte of a request: enough for most requests
+/// in one read, and what an idle connection holds (the larger buffer a long request
+/// needed is released when it is done).
+constexpr std::size_t first_read_size = 1024;
 
 /// Room the read buffer has beyond the header limit: one read's worth (Beast reads at
 /// most 64 KiB at a time), which may hold the start of a pipelined request.
@@ -101,7 +103,14 @@ connection_tracker::connection_tracker(net::any_io_executor ex) : ex_(std::move(
 
 void connection_tracker::add(const std::shared_ptr<http_session>& s, bool counted) {
   const std::lock_guard lock(mutex_);
-  sessions_.emplace(s.get(), entry{s, counted});
+  busy_.push_back(s.get());
+  try {
+    sessions_.emplace(s.get(), entry{s, counted, activity::busy, std::prev(busy_.end()),
+                                     std::chrono::steady_clock::now()});
+  } catch (...) {
+    busy_.pop_back();
+    throw;
+  }
   if (counted) counted_.fetch_add(1, std::memory_order_relaxed);
 }
 
@@ -110,6 +119,7 @@ std::vector<std::function<void()>> connection_tracker::erase(const http_session*
   const auto it = sessions_.find(s);
   if (it == sessions_.end()) return {};
   if (it->second.counted) counted_.fetch_sub(1, std::memory_order_relaxed);
+  list_of(it->second.what).erase(it->second.node);
   sessions_.erase(it);
   if (!sessions_.empty()) return {};
   return std::exchange(waiters_, {});
@@ -117,6 +127,56 @@ std::vector<std::function<void()>> connection_tracker::erase(const http_session*
 
 void connection_tracker::remove(const http_session* s) {
   for (auto& w : erase(s)) net::post(ex_, std::move(w));
+}
+
+connection_tracker::session_list& connection_tracker::list_of(activity a) {
+  switch (a) {
+    case activity::idle:
+      return idle_;
+    case activity::transfer:
+      return transfer_;
+    case activity::busy:
+      break;
+  }
+  return busy_;
+}
+
+void connection_tracker::move(entry& e, activity a) {
+  auto& to = list_of(a);
+  to.splice(to.end(), list_of(e.what), e.node);
+  e.what = a;
+  e.since = std::chrono::steady_clock::now();
+}
+
+void connection_tracker::set_activity(const http_session* s, activity a) {
+  const std::lock_guard lock(mutex_);
+  const auto it = sessions_.find(s);
+  // Rejects and evicted sessions hold no slot: there is nothing to gain from them.
+  if (it == sessions_.end() || !it->second.counted) return;
+  move(it->second, a);
+}
+
+std::shared_ptr<http_session> connection_tracker::take_for_room(
+    std::chrono::steady_clock::time_point stalled_since) {
+  const std::lock_guard lock(mutex_);
+  for (;;) {
+    session_list* from = nullptr;
+    if (!idle_.empty()) {
+      from = &idle_;
+    } else if (!transfer_.empty() && sessions_.at(transfer_.front()).since <= stalled_since) {
+      from = &transfer_;
+    } else {
+      return nullptr;
+    }
+    entry& e = sessions_.at(from->front());
+    move(e, activity::busy);
+    // A session being destroyed leaves by itself; it still counts until then.
+    auto session = e.session.lock();
+    if (!session) continue;
+    e.counted = false;
+    counted_.fetch_sub(1, std::memory_order_relaxed);
+    return session;
+  }
 }
 
 std::size_t connection_tracker::size() const {
@@ -228,15 +288,8 @@ void http_session::stop() {
     stopping_ = true;
     // Busy connections see stopping_ when they write their response and close after it.
     if (phase_ != phase::idle) return;
-    // An idle keep-alive connection has nothing to finish.
-    beast::error_code ec;
-    const std::size_t unread = stream_.socket().available(ec);
-    if (seq_ > 0 && !ec && unread == 0) return close();
-    // A new connection has not sent its request yet (its client has connected and is
-    // about to), or a request is already arriving: closing would reset it, so the wait
-    // for it is cut to stop_request_wait instead. The read is cancelled and started
-    // again under that deadline (on_first_bytes); no received byte is lost.
-    rewait_ = true;
+    // An idle one's read is cancelled and on_interrupted decides what to do.
+    interrupted_ = true;
     stream_.cancel();
   });
 }
@@ -254,8 +307,29 @@ void http_session::close() noexcept {
   }
 }
 
+void http_session::evict() {
+  guarded("evict", [&] {
+    // One whose handler has the request sees evicted_ when it answers, and closes after.
+    evicted_ = true;
+    if (phase_ == phase::idle) {
+      // An idle one's read is cancelled and on_interrupted decides what to do.
+      interrupted_ = true;
+      stream_.cancel();
+    } else if (phase_ == phase::reading || phase_ == phase::writing) {
+      // Stalled: a request trickling in or a response its client does not take.
+      ctx_->log.log(log_level::debug,
+                    "http {}: closing a connection stalled while {} to make room for a new one",
+                    peer_, phase_ == phase::reading ? "reading" : "writing");
+      close();
+    }
+  });
+}
+
 void http_session::do_wait_request() {
   if (stopping_) return close();
+  // Evicted while a request was in flight: the client may already be sending its next
+  // one, which closing outright would answer with a reset.
+  if (evicted_) return do_linger();
   phase_ = phase::idle;
   parser_.emplace();
   parser_->header_limit(
@@ -265,9 +339,19 @@ void http_session::do_wait_request() {
   // A pipelined request is already (partly) in the buffer: its clock starts now.
   if (buffer_.size() > 0) return do_read_request();
 
+  // An idle connection keeps no more than one first read's worth of buffer: a large
+  // request must not pin its memory for as long as its connection stays open.
+  if (buffer_.capacity() > first_read_size) buffer_.shrink_to_fit();
+
   // Otherwise wait for the first byte under the idle deadline, so that the read
   // deadline below measures the request itself and a slow sender cannot stretch it.
-  stream_.expires_after(ctx_->limits.idle_timeout);
+  // Until it comes, the connection may be evicted to make room for a new one.
+  tracker_->set_activity(this, connection_tracker::activity::idle);
+  wait_first_bytes(ctx_->limits.idle_timeout);
+}
+
+void http_session::wait_first_bytes(std::chrono::milliseconds timeout) {
+  stream_.expires_after(timeout);
   stream_.async_read_some(buffer_.prepare(std::min(first_read_size, buffer_.max_size())),
                           [self = shared_from_this()](beast::error_code ec, std::size_t n) {
                             self->guarded("read", [&] { self->on_first_bytes(ec, n); });
@@ -276,15 +360,12 @@ void http_session::do_wait_request() {
 
 void http_session::on_first_bytes(beast::error_code ec, std::size_t n) {
   if (phase_ == phase::closed) return;
-  if (ec == net::error::operation_aborted && std::exchange(rewait_, false)) {
-    stream_.expires_after(std::min(stop_request_wait, ctx_->limits.idle_timeout));
-    stream_.async_read_some(buffer_.prepare(std::min(first_read_size, buffer_.max_size())),
-                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                              self->guarded("read", [&] { self->on_first_bytes(ec, n); });
-                            });
-    return;
+  // A read that completed before the cancellation took effect brings its bytes: they
+  // are served like any request, and stopping_ or evicted_ closes the connection after.
+  if (ec == net::error::operation_aborted && std::exchange(interrupted_, false)) {
+    return on_interrupted();
   }
-  rewait_ = false;
+  interrupted_ = false;
   if (ec) {
     ctx_->log.log(log_level::debug, "http {}: closing idle connection: {}", peer_, ec.message());
     return close();
@@ -293,8 +374,33 @@ void http_session::on_first_bytes(beast::error_code ec, std::size_t n) {
   do_read_request();
 }
 
+void http_session::on_interrupted() {
+  beast::error_code ec;
+  const std::size_t unread = stream_.socket().available(ec);
+  // A request is already arriving: closing would reset it, so it is read (no received
+  // byte was lost by the cancellation), answered with Connection: close, and then the
+  // connection closes.
+  if (!ec && unread > 0) {
+    tracker_->set_activity(this, connection_tracker::activity::busy);
+    return wait_first_bytes(stopping_ ? std::min(stop_request_wait, ctx_->limits.read_timeout)
+                                      : ctx_->limits.read_timeout);
+  }
+  // At shutdown, a new connection has not sent its request yet but its client has
+  // connected and is about to: the wait for it is cut to stop_request_wait.
+  if (stopping_ && seq_ == 0) {
+    return wait_first_bytes(std::min(stop_request_wait, ctx_->limits.idle_timeout));
+  }
+  // An idle keep-alive connection at shutdown, or an evicted one, has nothing to finish.
+  if (evicted_) {
+    ctx_->log.log(log_level::debug, "http {}: closing idle connection to make room for a new one",
+                  peer_);
+  }
+  close();
+}
+
 void http_session::do_read_request() {
   phase_ = phase::reading;
+  tracker_->set_activity(this, connection_tracker::activity::transfer);
   stream_.expires_after(ctx_->limits.read_timeout);
   http::async_read(stream_, buffer_, *parser_,
                    [self = shared_from_this()](beast::error_code ec, std::size_t n) {
@@ -331,6 +437,7 @@ void http_session::handle_request() {
   req_keep_alive_ = req.keep_alive();
   req_head_ = req.method() == http::verb::head;
   phase_ = phase::handling;
+  tracker_->set_activity(this, connection_tracker::activity::busy);
   const auto seq = ++seq_;
 
   // The handler may answer from any thread and at any time, even after the session
@@ -346,7 +453,7 @@ void http_session::handle_request() {
 
 void http_session::on_response(std::uint64_t seq, http_response res) {
   if (phase_ != phase::handling || seq != seq_) return;
-  const bool keep_alive = req_keep_alive_ && !says_close(res) && !stopping_;
+  const bool keep_alive = req_keep_alive_ && !says_close(res) && !stopping_ && !evicted_;
   res_ = std::move(res);
   finish_response(res_, keep_alive);
   do_write(ctx_->limits.write_timeout);
@@ -384,6 +491,7 @@ void http_session::finish_response(http_response& res, bool keep_alive) {
 
 void http_session::do_write(std::chrono::milliseconds timeout) {
   phase_ = phase::writing;
+  tracker_->set_activity(this, connection_tracker::activity::transfer);
   stream_.expires_after(timeout);
   http::async_write(stream_, res_,
                     [self = shared_from_this()](beast::error_code ec, std::size_t n) {
@@ -407,11 +515,19 @@ void http_session::on_write(beast::error_code ec, std::size_t /*n*/) {
 
 void http_session::do_linger() {
   phase_ = phase::closing;
+  tracker_->set_activity(this, connection_tracker::activity::busy);
   beast::error_code ec;
   stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
   if (ec) return close();
   stream_.expires_after(std::min(linger_limit, ctx_->limits.read_timeout));
-  stream_.async_read_some(net::buffer(discard_),
+  read_and_discard();
+}
+
+void http_session::read_and_discard() {
+  // Nothing in the buffer matters any more; what it already holds is read into.
+  buffer_.clear();
+  const auto room = std::min(std::max(first_read_size, buffer_.capacity()), buffer_.max_size());
+  stream_.async_read_some(buffer_.prepare(room),
                           [self = shared_from_this()](beast::error_code ec, std::size_t n) {
                             self->guarded("linger", [&] { self->on_linger(ec, n); });
                           });
@@ -421,10 +537,7 @@ void http_session::on_linger(beast::error_code ec, std::size_t /*n*/) {
   if (phase_ == phase::closed) return;
   if (ec) return close();
   // The deadline set in do_linger still runs: it bounds the whole drain.
-  stream_.async_read_some(net::buffer(discard_),
-                          [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                            self->guarded("linger", [&] { self->on_linger(ec, n); });
-                          });
+  read_and_discard();
 }
 
 }  // namespace somrated::server_detail

@@ -3,12 +3,12 @@
 // Private to the HTTP transport: the per-connection session and the tracker that the
 // listener (http_server.cpp) uses to count, stop and close sessions.
 
-#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -40,8 +40,9 @@ struct session_context {
 
 class http_session;
 
-/// Knows every live session of one server: counts them, stops and closes them, and
-/// tells waiters when the last one is gone.
+/// Knows every live session of one server: counts them, stops and closes them, picks
+/// an idle or stalled one to make room for a new connection, and tells waiters when the
+/// last one is gone.
 ///
 /// Sessions run on their own strands while the listener runs on another, so the set is
 /// guarded by a mutex; the count is an atomic so connections() can read it lock-free.
@@ -54,6 +55,20 @@ class connection_tracker {
   void add(const std::shared_ptr<http_session>& s, bool counted);
   /// Unregisters a session; wakes the waiters if it was the last one.
   void remove(const http_session* s);
+
+  /// What a session is doing, as far as making room for a new connection goes.
+  enum class activity {
+    busy,      ///< The handler has its request, or it is closing: never evicted.
+    idle,      ///< Waiting for a request: evicted first, longest idle first.
+    transfer,  ///< Reading a request or writing a response: evicted once stalled.
+  };
+
+  /// Records what a counted session does from now on.
+  void set_activity(const http_session* s, activity a);
+  /// Takes a session out of the count and returns it, for the caller to evict: the one
+  /// idle the longest, else the one whose transfer began the longest ago if that was
+  /// before stalled_since; null when there is none.
+  std::shared_ptr<http_session> take_for_room(std::chrono::steady_clock::time_point stalled_since);
 
   /// Number of counted sessions.
   std::size_t count() const noexcept { return counted_.load(std::memory_order_relaxed); }
@@ -68,22 +83,36 @@ class connection_tracker {
   void when_empty(std::function<void()> done);
 
  private:
+  /// Sessions in the order they entered their list.
+  using session_list = std::list<const http_session*>;
+
   /// A registered session and whether it counts towards the limit.
   struct entry {
     std::weak_ptr<http_session> session;  ///< Weak: the tracker never keeps a session alive.
-    bool counted;                         ///< Served session (true) or 503 reject (false).
+    bool counted;                         ///< Served session (true) or 503 reject/evicted (false).
+    activity what;                        ///< Which list node is in.
+    session_list::iterator node;          ///< The session's node; spliced, never reallocated.
+    std::chrono::steady_clock::time_point since;  ///< When it entered that list.
   };
+
+  /// The list that holds sessions doing a.
+  session_list& list_of(activity a);
+  /// Moves e's node to the end of the list for a.
+  void move(entry& e, activity a);
 
   /// The registered sessions that are still alive, copied under the lock.
   std::vector<std::shared_ptr<http_session>> snapshot() const;
   /// Erases s; returns the waiters to wake if the map became empty.
   std::vector<std::function<void()>> erase(const http_session* s);
 
-  net::any_io_executor ex_;                                  ///< Where waiters run.
-  mutable std::mutex mutex_;                                 ///< Guards sessions_ and waiters_.
+  net::any_io_executor ex_;   ///< Where waiters run.
+  mutable std::mutex mutex_;  ///< Guards everything below but counted_.
   std::unordered_map<const http_session*, entry> sessions_;  ///< Keyed by address.
-  std::vector<std::function<void()>> waiters_;               ///< Waiting for an empty map.
-  std::atomic<std::size_t> counted_{0};                      ///< Counted entries in sessions_.
+  session_list idle_;                                        ///< Idle sessions, longest idle first.
+  session_list transfer_;  ///< Sessions reading or writing, longest at it first.
+  session_list busy_;      ///< Every other session, rejects and evicted ones included.
+  std::vector<std::function<void()>> waiters_;  ///< Waiting for an empty map.
+  std::atomic<std::size_t> counted_{0};         ///< Counted entries in sessions_.
 };
 
 /// One accepted connection: reads a request, hands it to the handler, writes the
@@ -110,6 +139,10 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void reject();
   /// Server shutdown: close now if idle, otherwise finish the request with Connection: close.
   void stop();
+  /// Room is needed for a new connection: close now if idle (unless a request is
+  /// already arriving) or stalled reading or writing; otherwise close after the
+  /// response in the works.
+  void evict();
   /// Closes the socket now and unregisters; idempotent.
   void close() noexcept;
 
@@ -126,8 +159,13 @@ class http_session : public std::enable_shared_from_this<http_session> {
 
   /// Prepares a fresh parser and waits (idle deadline) for the next request to begin.
   void do_wait_request();
+  /// Reads the first bytes of the next request under the given deadline.
+  void wait_first_bytes(std::chrono::milliseconds timeout);
   /// The first bytes of a request arrived (or the idle deadline passed).
   void on_first_bytes(beast::error_code ec, std::size_t n);
+  /// stop() or evict() cancelled the idle read: serve a request already arriving,
+  /// give a new connection a last moment at shutdown, or close.
+  void on_interrupted();
   /// Reads the rest of the request under the read deadline.
   void do_read_request();
   /// A complete request, a parse error or a disconnect.
@@ -144,6 +182,8 @@ class http_session : public std::enable_shared_from_this<http_session> {
   void on_write(beast::error_code ec, std::size_t n);
   /// Shuts down the sending side and drains the peer for a bounded time.
   void do_linger();
+  /// Reads (into buffer_) and drops what the peer sends while lingering.
+  void read_and_discard();
   /// Drained bytes or the end of the drain.
   void on_linger(beast::error_code ec, std::size_t n);
 
@@ -159,14 +199,14 @@ class http_session : public std::enable_shared_from_this<http_session> {
   beast::flat_buffer buffer_;      ///< Received bytes, including pipelined requests; bounded.
   std::optional<http::request_parser<http::string_body>> parser_;  ///< Fresh per request.
   http_response res_;                                              ///< The response being written.
-  std::array<char, 1024> discard_{};             ///< Scratch for draining the peer before closing.
-  std::shared_ptr<const session_context> ctx_;   ///< Limits, handler, logger.
-  std::shared_ptr<connection_tracker> tracker_;  ///< Outlives the session.
-  const bool counted_;                           ///< Counts towards max_connections.
+  std::shared_ptr<const session_context> ctx_;                     ///< Limits, handler, logger.
+  std::shared_ptr<connection_tracker> tracker_;                    ///< Outlives the session.
+  const bool counted_;  ///< Was admitted under max_connections.
 
   phase phase_ = phase::idle;    ///< Where the request cycle is.
   bool stopping_ = false;        ///< The server is shutting down.
-  bool rewait_ = false;          ///< stop() cancelled the idle read to restart it shorter.
+  bool evicted_ = false;         ///< Taken out of the count: close after the current request.
+  bool interrupted_ = false;     ///< stop() or evict() cancelled the idle read.
   bool keep_alive_ = false;      ///< Whether the response being written keeps the connection.
   unsigned req_version_ = 11;    ///< Version of the request being answered.
   bool req_keep_alive_ = false;  ///< Whether the client asked to keep the connection.

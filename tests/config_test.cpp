@@ -1616,3 +1616,35 @@ notify = ["exec", "tg", "tg2", "ntfy", "slack"]
     CHECK(has(defaults, "[alerting]\nevaluate_every = \"15s\"\n"));
   }
 }
+
+TEST_CASE("parse_config reads the [server] deadlines") {
+  SUBCASE("defaults") {
+    const auto c = somrated::default_config();
+    CHECK(c.server.read_timeout == 15s);
+    CHECK(c.server.idle_timeout == 60s);
+    CHECK(c.server.write_timeout == 15s);
+  }
+  SUBCASE("given values, round-tripped by to_toml") {
+    const auto c = parse_config(
+        "[server]\nread_timeout = \"2s\"\nidle_timeout = \"5m\"\nwrite_timeout = \"1500ms\"\n",
+        "x.toml");
+    CHECK(c.server.read_timeout == 2s);
+    CHECK(c.server.idle_timeout == 5min);
+    CHECK(c.server.write_timeout == 1500ms);
+    const auto text = somrated::to_toml(c);
+    CHECK(text.find("read_timeout = \"2s\"\nidle_timeout = \"5m\"\nwrite_timeout = \"1500ms\"\n") !=
+          std::string::npos);
+    CHECK(parse_config(text, "out.toml") == c);
+  }
+  SUBCASE("mistakes") {
+    CHECK(error_of("[server]\nread_timeout = \"500ms\"\n") ==
+          "somrated.toml:2: server.read_timeout: 500ms is too short (minimum 1s)");
+    CHECK(error_of("[server]\nidle_timeout = \"forever\"\n") ==
+          "somrated.toml:2: server.idle_timeout: \"forever\" is not a duration (use 30s, 10m, 1h, "
+          "1d)");
+    CHECK(error_of("[server]\nwrite_timeout = 15\n").find("expected a string like \"15s\"") !=
+          std::string::npos);
+    CHECK(error_of("[server]\nread_timout = \"2s\"\n").find("did you mean \"read_timeout\"") !=
+          std::string::npos);
+  }
+}

@@ -643,39 +643,147 @@ TEST_CASE("http_server enforces its deadlines") {
   }
 }
 
-TEST_CASE("http_server answers 503 beyond max_connections") {
+TEST_CASE("http_server makes room beyond max_connections") {
   auto limits = quick_limits();
   limits.max_connections = 3;
-  server_harness h(limits, hello_handler());
 
-  std::vector<std::unique_ptr<test_client>> admitted;
-  for (int i = 0; i < 3; ++i) admitted.push_back(std::make_unique<test_client>(h.port()));
-  REQUIRE(eventually([&] { return h.server().connections() == 3; }));
+  SUBCASE("the connection idle the longest is closed for a new one") {
+    server_harness h(limits, hello_handler());
+    std::vector<std::unique_ptr<test_client>> admitted;
+    for (int i = 0; i < 3; ++i) {
+      admitted.push_back(std::make_unique<test_client>(h.port()));
+      REQUIRE(eventually([&] { return h.server().connections() == admitted.size(); }));
+    }
+    // The first has been served since it connected: the second is now the longest idle.
+    REQUIRE(admitted[0]->send(get("/used")));
+    REQUIRE(!admitted[0]->read_response().ec);
 
-  test_client fourth(h.port());
-  const auto r = fourth.read_response();
-  REQUIRE_MESSAGE(!r.ec, r.ec.message());
-  CHECK(r.res.result() == http::status::service_unavailable);
-  CHECK(r.res.body() == "too many connections");
-  CHECK_FALSE(r.res.keep_alive());
-  CHECK(fourth.closed_within(patience));
-  CHECK(h.server().connections() == 3);
-
-  for (auto& c : admitted) {
-    REQUIRE(c->send(get("/still")));
-    const auto ok = c->read_response();
-    REQUIRE(!ok.ec);
-    CHECK(ok.res.body() == "hello /still");
+    test_client fourth(h.port());
+    REQUIRE(fourth.send(get("/fourth")));
+    const auto r = fourth.read_response();
+    REQUIRE_MESSAGE(!r.ec, r.ec.message());
+    CHECK(r.res.result() == http::status::ok);
+    CHECK(r.res.body() == "hello /fourth");
+    CHECK(admitted[1]->closed_within(patience));
+    CHECK(h.server().connections() == 3);
+    for (const std::size_t i : {0u, 2u}) {
+      REQUIRE(admitted[i]->send(get("/still")));
+      const auto ok = admitted[i]->read_response();
+      REQUIRE_MESSAGE(!ok.ec, ok.ec.message());
+      CHECK(ok.res.body() == "hello /still");
+    }
+    CHECK(h.log_text().find("closing the longest idle ones") != std::string::npos);
   }
 
-  // Once one admitted client leaves, a new one gets in.
-  admitted.pop_back();
-  REQUIRE(eventually([&] { return h.server().connections() == 2; }));
-  test_client fifth(h.port());
-  REQUIRE(fifth.send(get("/fifth")));
-  const auto in = fifth.read_response();
-  REQUIRE(!in.ec);
-  CHECK(in.res.result() == http::status::ok);
+  SUBCASE("503 when every connection is mid-request") {
+    limits.stall_grace = 1h;
+    server_harness h(limits, hello_handler());
+    std::vector<std::unique_ptr<test_client>> admitted;
+    for (int i = 0; i < 3; ++i) {
+      admitted.push_back(std::make_unique<test_client>(h.port()));
+      REQUIRE(admitted.back()->send("GET /partial HTTP/1.1\r\nHost: test\r\n"));
+    }
+    REQUIRE(eventually([&] { return h.server().connections() == 3; }));
+
+    test_client fourth(h.port());
+    const auto r = fourth.read_response();
+    REQUIRE_MESSAGE(!r.ec, r.ec.message());
+    CHECK(r.res.result() == http::status::service_unavailable);
+    CHECK(r.res.body() == "too many connections");
+    CHECK_FALSE(r.res.keep_alive());
+    CHECK(fourth.closed_within(patience));
+    CHECK(h.server().connections() == 3);
+
+    // None of them was cut off: each request completes and is answered.
+    for (auto& c : admitted) {
+      REQUIRE(c->send("\r\n"));
+      const auto ok = c->read_response();
+      REQUIRE_MESSAGE(!ok.ec, ok.ec.message());
+      CHECK(ok.res.body() == "hello /partial");
+    }
+
+    // Once one admitted client leaves, a new one gets in.
+    admitted.pop_back();
+    REQUIRE(eventually([&] { return h.server().connections() == 2; }));
+    test_client fifth(h.port());
+    REQUIRE(fifth.send(get("/fifth")));
+    const auto in = fifth.read_response();
+    REQUIRE(!in.ec);
+    CHECK(in.res.result() == http::status::ok);
+  }
+
+  SUBCASE("with none idle, the connection stalled the longest mid-request is closed") {
+    limits.stall_grace = 200ms;
+    limits.read_timeout = 1h;
+    server_harness h(limits, hello_handler());
+    std::vector<std::unique_ptr<test_client>> stalled;
+    for (int i = 0; i < 3; ++i) {
+      stalled.push_back(std::make_unique<test_client>(h.port()));
+      REQUIRE(stalled.back()->send("GET /partial HTTP/1.1\r\nHost: test\r\n"));
+      REQUIRE(eventually([&] { return h.server().connections() == stalled.size(); }));
+    }
+    // 503 until the oldest has been stalled for stall_grace, then served.
+    std::optional<test_client::reply> served;
+    REQUIRE(eventually([&] {
+      test_client c(h.port());
+      if (!c.send(get("/new"))) return false;
+      auto r = c.read_response();
+      if (r.ec || r.res.result() != http::status::ok) return false;
+      served = std::move(r);
+      return true;
+    }));
+    CHECK(served->res.body() == "hello /new");
+    CHECK(stalled[0]->closed_within(patience));
+    // The younger ones were not needed: they still complete their requests.
+    for (std::size_t i = 1; i < 3; ++i) {
+      REQUIRE(stalled[i]->send("\r\n"));
+      const auto ok = stalled[i]->read_response();
+      REQUIRE_MESSAGE(!ok.ec, ok.ec.message());
+      CHECK(ok.res.body() == "hello /partial");
+    }
+  }
+
+  SUBCASE("a connection whose request is already arriving is served, then closed") {
+    // While the server's only thread is held, a fourth client connects and then the
+    // longest idle one sends a request: when the thread resumes, the new connection
+    // is admitted (evicting that one) before the request is read. It must still be
+    // answered, with Connection: close, and only then closed.
+    std::promise<void> gate;
+    std::shared_future<void> open = gate.get_future().share();
+    std::atomic<bool> blocked{false};
+    server_harness g(limits, [&](http_request req, std::function<void(http_response)> done) {
+      if (req.target() == "/block") {
+        blocked = true;
+        open.wait();
+      }
+      done(hello(req));
+    });
+    test_client oldest(g.port());
+    REQUIRE(eventually([&] { return g.server().connections() == 1; }));
+    test_client second(g.port());
+    test_client blocker(g.port());
+    REQUIRE(eventually([&] { return g.server().connections() == 3; }));
+    REQUIRE(blocker.send(get("/block")));
+    REQUIRE(eventually([&] { return blocked.load(); }));
+    test_client fourth(g.port());
+    REQUIRE(fourth.send(get("/fourth")));
+    REQUIRE(oldest.send(get("/arriving")));
+    gate.set_value();
+
+    const auto r = oldest.read_response();
+    REQUIRE_MESSAGE(!r.ec, r.ec.message());
+    CHECK(r.res.body() == "hello /arriving");
+    CHECK_FALSE(r.res.keep_alive());
+    CHECK(oldest.closed_within(patience));
+    const auto f = fourth.read_response();
+    REQUIRE_MESSAGE(!f.ec, f.ec.message());
+    CHECK(f.res.body() == "hello /fourth");
+    REQUIRE(!blocker.read_response().ec);
+    REQUIRE(second.send(get("/second")));
+    const auto sr = second.read_response();
+    REQUIRE_MESSAGE(!sr.ec, sr.ec.message());
+    CHECK(sr.res.body() == "hello /second");
+  }
 }
 
 TEST_CASE("http_server stops gracefully") {
@@ -864,6 +972,43 @@ TEST_CASE("http_server backs off when accept runs out of descriptors") {
   const auto r = c.read_response();
   REQUIRE_MESSAGE(!r.ec, r.ec.message());
   CHECK(r.res.body() == "hello /later");
+}
+
+TEST_CASE("http_server closes idle connections when accept runs out of descriptors") {
+  auto limits = quick_limits();
+  limits.idle_timeout = 60s;  // only the shortage may close them
+  server_harness h(limits, hello_handler());
+  // Well below max_connections (200), but holding most descriptors.
+  std::vector<std::unique_ptr<test_client>> idle;
+  for (int i = 0; i < 40; ++i) {
+    idle.push_back(std::make_unique<test_client>(h.port()));
+    REQUIRE(eventually([&] { return h.server().connections() == idle.size(); }));
+  }
+  test_client c(h.port(), false);
+  descriptors fillers;
+  const int base = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  REQUIRE(base >= 0);
+  fillers.fds.push_back(base);
+  const int probe = ::dup(base);
+  REQUIRE(probe >= 0);
+  ::close(probe);
+  fd_limit_guard limit(static_cast<rlim_t>(probe) + 64);
+  for (int fd; (fd = ::fcntl(base, F_DUPFD_CLOEXEC, 0)) >= 0;) fillers.fds.push_back(fd);
+
+  // Every descriptor is taken: only closing idle connections lets this one in.
+  c.connect();
+  REQUIRE(c.send(get("/in")));
+  const auto r = c.read_response();
+  REQUIRE_MESSAGE(!r.ec, r.ec.message());
+  CHECK(r.res.body() == "hello /in");
+  // The longest idle went first; the newest are still open.
+  CHECK(idle.front()->closed_within(patience));
+  REQUIRE(idle.back()->send(get("/still")));
+  const auto still = idle.back()->read_response();
+  REQUIRE_MESSAGE(!still.ec, still.ec.message());
+  CHECK(still.res.body() == "hello /still");
+  CHECK(h.server().connections() < 40);
+  limit.restore();
 }
 
 TEST_CASE("http_server adopts a listening socket") {

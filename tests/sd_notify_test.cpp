@@ -333,4 +333,15 @@ TEST_CASE("plan_reload keeps what needs a restart") {
                                    "[storage] path: ./somrated.db -> /elsewhere.db",
                                    "[log] level: info -> debug"});
   }
+  SUBCASE("the [server] deadlines keep their running values") {
+    somrated::config next = running;
+    next.server.read_timeout = 2s;
+    next.server.idle_timeout = 5min;
+    next.server.write_timeout = 1500ms;
+    const auto plan = somrated::plan_reload(running, next);
+    CHECK(plan.next == running);
+    CHECK(plan.needs_restart == std::vector<std::string>{"[server] read_timeout: 15s -> 2s",
+                                                         "[server] idle_timeout: 1m -> 5m",
+                                                         "[server] write_timeout: 15s -> 1500ms"});
+  }
 }

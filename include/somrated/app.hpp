@@ -36,8 +36,8 @@ struct reload_plan {
 
 /// Splits a reload of running into next: sources, alert rules, notifiers, the API token,
 /// the external URL and the evaluation period change live; the listen address, the
-/// database path, max_connections and the log level keep running's values, and each
-/// one that differs is named in needs_restart
+/// database path, max_connections, the [server] timeouts and the log level keep
+/// running's values, and each one that differs is named in needs_restart
 /// ("[server] listen: 127.0.0.1:8080 -> 127.0.0.1:9090").
 reload_plan plan_reload(const config& running, config next);
 

@@ -45,6 +45,12 @@ struct server_config {
   std::string token_file;  ///< Where token was read from (first line, trailing whitespace trimmed),
                            ///< if a file.
   std::string external_url;  ///< How receivers link back to us; empty = "http://" + listen.
+  /// From a request's first byte to its last; a slower request is cut off.
+  std::chrono::milliseconds read_timeout{std::chrono::seconds(15)};
+  /// How long a connection may wait for its next request (or its first).
+  std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
+  /// How long writing one response may take; a client that does not read is cut off.
+  std::chrono::milliseconds write_timeout{std::chrono::seconds(15)};
 
   /// Field by field.
   bool operator==(const server_config&) const = default;

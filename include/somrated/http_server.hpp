@@ -32,24 +32,34 @@ using error_responder = std::function<http_response(http::status status, std::st
 
 /// Limits and deadlines of the listening side.
 struct server_limits {
-  std::size_t max_connections = 1024;  ///< Beyond this new connections get 503 and are closed.
-  std::size_t header_limit = 16 * 1024;
-  std::size_t body_limit = 64 * 1024;
+  /// Open connections at most. A new connection beyond it takes the place of the one
+  /// idle the longest, else of the one stalled the longest (see stall_grace), or gets
+  /// 503 and is closed. Lowered at start to what the open file limit allows.
+  std::size_t max_connections = 1024;
+  std::size_t header_limit = 16 * 1024;  ///< Request line and headers; larger gets 431.
+  std::size_t body_limit = 64 * 1024;    ///< Request body; larger gets 413.
   std::chrono::milliseconds read_timeout{
       std::chrono::seconds(15)};  ///< Per request: from first byte to complete request.
   std::chrono::milliseconds idle_timeout{
       std::chrono::seconds(60)};  ///< Keep-alive wait for the next request.
   std::chrono::milliseconds write_timeout{std::chrono::seconds(15)};
+  /// A connection reading its request or writing its response for longer than this is
+  /// stalled: at max_connections, it may be closed for a new connection.
+  std::chrono::milliseconds stall_grace{std::chrono::seconds(1)};
 };
 
 /// The HTTP/1.1 listener and its sessions (keep-alive, limits, deadlines).
 ///
 /// Sessions only read, time out and write; what to answer comes from the handler.
+/// Memory per connection is bounded: requests are read one at a time into a buffer of
+/// at most header_limit plus one read, the next is not read before the previous answer
+/// is written, and an idle connection keeps at most a few KiB.
 /// One io_context thread runs all sessions; handlers may finish on other threads and
 /// their responses are posted back to the session's executor.
 class http_server {
  public:
-  /// Binds endpoint (throws boost::system::system_error when it cannot).
+  /// Binds endpoint (throws boost::system::system_error when it cannot). Both
+  /// constructors raise the soft open file limit when max_connections needs it.
   http_server(boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& endpoint,
               server_limits limits, request_handler handler, error_responder on_error, logger& log);
   /// Adopts an already listening socket (socket activation).
