@@ -198,10 +198,11 @@ class http_session : public std::enable_shared_from_this<http_session> {
   beast::tcp_stream stream_;       ///< The connection, with per-operation deadlines.
   beast::flat_buffer buffer_;      ///< Received bytes, including pipelined requests; bounded.
   std::optional<http::request_parser<http::string_body>> parser_;  ///< Fresh per request.
-  http_response res_;                                              ///< The response being written.
-  std::shared_ptr<const session_context> ctx_;                     ///< Limits, handler, logger.
-  std::shared_ptr<connection_tracker> tracker_;                    ///< Outlives the session.
-  const bool counted_;  ///< Was admitted under max_connections.
+  std::string head_;   ///< res_'s status line and fields, serialized for the write.
+  http_response res_;  ///< The response being written.
+  std::shared_ptr<const session_context> ctx_;   ///< Limits, handler, logger.
+  std::shared_ptr<connection_tracker> tracker_;  ///< Outlives the session.
+  const bool counted_;                           ///< Was admitted under max_connections.
 
   phase phase_ = phase::idle;    ///< Where the request cycle is.
   bool stopping_ = false;        ///< The server is shutting down.
