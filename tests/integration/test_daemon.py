@@ -188,12 +188,14 @@ class EndToEnd(unittest.TestCase):
         return [(p["time"], p["rate"]) for p in hist["points"]]
 
     def test_implausible_jump_is_held_until_the_next_scrape_confirms_it(self):
-        # max_jump defaults to 0.25: 87.45 -> 120.00 is a 37 % jump.
-        with Daemon(config(self.fixture.url(self.path), interval="2s", nbkr=False)) as d:
+        # max_jump defaults to 0.25: 87.45 -> 120.00 is a 37 % jump. The checks between
+        # two scrapes need the interval to outlast a slow poll (a sanitizer build, a busy
+        # machine): 5 s rather than 2.
+        with Daemon(config(self.fixture.url(self.path), interval="5s", nbkr=False)) as d:
             self.wait_first_scrape(d)
             self.fixture.set_page(self.path, seed_page(usd="120.00"))
             held = wait_for(lambda: self.held(d).get("USD"), what="USD 120.00 to be held")
-            # Right after the scrape that saw it, before the next one (2 s later).
+            # Right after the scrape that saw it, before the next one (5 s later).
             self.assertEqual(latest_rates(d), {"USD": 87.45, "EUR": 99.56, "RUB": 1.10})
             self.assertEqual(held["rate"], 120.00)
             self.assertRegex(d.get("/api/v1/sources").text.replace(" ", ""),
@@ -214,7 +216,8 @@ class EndToEnd(unittest.TestCase):
             self.assertEqual(d.get_json("/api/v1/latest")[1]["rates"]["USD"]["since"], held["since"])
 
     def test_unconfirmed_jump_never_becomes_latest(self):
-        with Daemon(config(self.fixture.url(self.path), interval="2s", nbkr=False)) as d:
+        # The page must go back before the next scrape: 5 s leaves room for a slow poll.
+        with Daemon(config(self.fixture.url(self.path), interval="5s", nbkr=False)) as d:
             self.wait_first_scrape(d)
             self.fixture.set_page(self.path, seed_page(usd="120.00"))
             wait_for(lambda: self.held(d).get("USD"), what="USD 120.00 to be held")
