@@ -355,6 +355,7 @@ std::optional<api::cached_answer> api::cached(const http_request& req) const {
   // The versions are read before the entry, as a computation reads them before the store.
   const cache_version version{writes_->load(std::memory_order_acquire),
                               reloads_.load(std::memory_order_acquire)};
+  if (version.data % 2 != 0) return std::nullopt;  // a write is under way
   thread_local std::string buffer;
   auto hit = cache_.find(cache_key(req, buffer), version, response_cache::clock::now());
   if (!hit) return std::nullopt;
@@ -441,7 +442,7 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
       const bool safe = req.method() == http::verb::get || req.method() == http::verb::head;
       if (safe && res.result() == http::status::ok) {
         set_etag(res);
-        if (r.cached && writes_) {
+        if (r.cached && writes_ && version.data % 2 == 0) {
           std::string buffer;
           cache_.store(cache_key(req, buffer), version, started, r.path, res);
         }

@@ -165,7 +165,7 @@ class daemon_parts {
         writer_(cfg.storage.path, store::mode::read_write, log),
         readers_(cfg.storage.path, reader_threads, max_queued_reads, log),
         routes_(
-            cfg_, board_, &engine_, [this] { dispatcher_.kick(); }, &stats_, &writer_.jobs_done()),
+            cfg_, board_, &engine_, [this] { dispatcher_.kick(); }, &stats_, &writer_.jobs_count()),
         server_(open_server(where)),
         dispatcher_(ioc_, cfg_, writer_, engine_, log, &stats_),
         scraper_(

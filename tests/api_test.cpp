@@ -776,7 +776,7 @@ TEST_CASE("api answers latest from its cache on the network thread until the sto
   somrated::api api{test_config(), board, nullptr, {}, nullptr, &writes};
   std::vector<somrated::rate_quote> q{{"USD", dec("87.45")}};
   db.record("24kg", t0, q, std::nullopt, 0.25);
-  ++writes;
+  writes += 2;  // one writer job, started and finished
 
   http_request req{http::verb::get, "/api/v1/latest", 11};
   // Nothing is cached yet: the request needs a reader.
@@ -822,7 +822,12 @@ TEST_CASE("api answers latest from its cache on the network thread until the sto
 
   SUBCASE("a committed write makes the next request read the store again") {
     std::vector<somrated::rate_quote> q2{{"USD", dec("87.50")}};
+    ++writes;  // the job starts: nothing is served from the cache while it runs
+    CHECK_FALSE(api.cached(req));
     db.record("24kg", t0 + 1h, q2, std::nullopt, 0.25);
+    CHECK_FALSE(api.cached(req));
+    // Answers computed while it runs are not kept.
+    CHECK(contains(api.handle(req, db).body(), R"("rate":87.50)"));
     ++writes;
     CHECK_FALSE(api.cached(req));
     const http_response second = api.handle(req, db);

@@ -28,8 +28,9 @@ class api {
   /// Serves cfg's sources; board tells when each is scraped next. Alert writes go to
   /// engine (null: alert writes answer 503), then alerts_changed runs (it wakes the
   /// notification dispatcher); stats (may be null) feeds /metrics' in-process counters.
-  /// writes (may be null: no response cache) counts the store's committed writes, so
-  /// answers to `/api/v1/latest` can be reused on the network thread until the next one.
+  /// writes (may be null: no response cache) counts the writer's jobs before and after
+  /// each (odd while one runs), so answers to `/api/v1/latest` can be reused on the
+  /// network thread until the next write begins.
   api(std::shared_ptr<const config> cfg, const source_board& board, alert_engine* engine = nullptr,
       std::function<void()> alerts_changed = {}, const metrics* stats = nullptr,
       const std::atomic<std::uint64_t>* writes = nullptr);
@@ -82,15 +83,16 @@ class api {
   /// per request.
   std::pair<std::shared_ptr<const config>, std::uint64_t> config_snapshot() const;
 
-  mutable std::mutex config_mutex_;           ///< Guards cfg_: reloads swap it while readers run.
-  std::shared_ptr<const config> cfg_;         ///< Sources, in configured order.
-  const source_board& board_;                 ///< The scheduler's next-scrape times.
-  alert_engine* engine_;                      ///< Alert writes; used on the writer thread only.
-  std::function<void()> alerts_changed_;      ///< Called after an alert write queued events.
-  const metrics* stats_;                      ///< Counters for /metrics (stats may be null).
-  std::atomic<std::uint64_t> reloads_{0};     ///< set_config() calls.
-  const std::atomic<std::uint64_t>* writes_;  ///< The store's committed writes, or null.
-  mutable response_cache cache_;              ///< Recent `/api/v1/latest` answers.
+  mutable std::mutex config_mutex_;        ///< Guards cfg_: reloads swap it while readers run.
+  std::shared_ptr<const config> cfg_;      ///< Sources, in configured order.
+  const source_board& board_;              ///< The scheduler's next-scrape times.
+  alert_engine* engine_;                   ///< Alert writes; used on the writer thread only.
+  std::function<void()> alerts_changed_;   ///< Called after an alert write queued events.
+  const metrics* stats_;                   ///< Counters for /metrics (stats may be null).
+  std::atomic<std::uint64_t> reloads_{0};  ///< set_config() calls.
+  const std::atomic<std::uint64_t>*
+      writes_;                    ///< The writer's job count (odd while one runs), or null.
+  mutable response_cache cache_;  ///< Recent `/api/v1/latest` answers.
 };
 
 }  // namespace somrated

@@ -37,6 +37,10 @@ class db_worker {
   template <class Job>
   void post(Job&& job) {
     boost::asio::post(pool_, [this, job = std::forward<Job>(job)]() mutable {
+      // Counted before and after every job, whether or not it wrote: the count is odd
+      // while a job (and whatever it commits) is under way, and a cache of what the store
+      // held stays valid only while the count stands still at an even number.
+      jobs_count_.fetch_add(1, std::memory_order_acq_rel);
       try {
         job(*store_);
       } catch (const std::exception& e) {
@@ -44,14 +48,12 @@ class db_worker {
       } catch (...) {
         log_.log(log_level::error, "database job failed with an unknown exception");
       }
-      // Counted after the job's commit, whether or not it wrote: caches of what the
-      // store held stay valid only while this number stands still.
-      jobs_done_.fetch_add(1, std::memory_order_release);
+      jobs_count_.fetch_add(1, std::memory_order_release);
     });
   }
 
-  /// Jobs finished so far; it changes after every write the jobs committed.
-  const std::atomic<std::uint64_t>& jobs_done() const { return jobs_done_; }
+  /// Twice the jobs started, less one while a job runs: odd while one is under way.
+  const std::atomic<std::uint64_t>& jobs_count() const { return jobs_count_; }
 
   /// Finishes the queued jobs, then stops the thread and closes the store. Call it from
   /// one thread, never from a job.
@@ -61,10 +63,10 @@ class db_worker {
   }
 
  private:
-  std::unique_ptr<store> store_;             ///< Touched only by the pool's thread (and stop()).
-  logger& log_;                              ///< Where failed jobs are reported.
-  std::atomic<std::uint64_t> jobs_done_{0};  ///< Finished jobs, counted after each.
-  boost::asio::thread_pool pool_{1};         ///< The one thread; declared last so it stops first.
+  std::unique_ptr<store> store_;              ///< Touched only by the pool's thread (and stop()).
+  logger& log_;                               ///< Where failed jobs are reported.
+  std::atomic<std::uint64_t> jobs_count_{0};  ///< Counted before and after each job.
+  boost::asio::thread_pool pool_{1};          ///< The one thread; declared last so it stops first.
 };
 
 }  // namespace somrated
