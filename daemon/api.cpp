@@ -249,14 +249,6 @@ void apply_if_none_match(const http_request& req, http_response& res) {
   res.erase(http::field::content_length);
 }
 
-/// The key of a cacheable request: its HTTP version and its target as sent.
-std::string_view cache_key(const http_request& req, std::string& buffer) {
-  buffer.clear();
-  buffer += req.version() == 10 ? "10 " : "11 ";
-  buffer += req.target();
-  return buffer;
-}
-
 /// The error response with optional indentation.
 http_response error_response(unsigned version, http::status status, std::string_view code,
                              std::string_view message, bool pretty) {
@@ -344,9 +336,9 @@ void api::set_config(std::shared_ptr<const config> cfg) {
   reloads_.fetch_add(1, std::memory_order_release);
 }
 
-std::pair<std::shared_ptr<const config>, std::uint64_t> api::config_snapshot() const {
+std::shared_ptr<const config> api::config_snapshot() const {
   const std::lock_guard lock(config_mutex_);
-  return {cfg_, reloads_.load(std::memory_order_relaxed)};
+  return cfg_;
 }
 
 std::optional<api::cached_answer> api::cached(const http_request& req) const {
@@ -356,8 +348,7 @@ std::optional<api::cached_answer> api::cached(const http_request& req) const {
   const cache_version version{writes_->load(std::memory_order_acquire),
                               reloads_.load(std::memory_order_acquire)};
   if (version.data % 2 != 0) return std::nullopt;  // a write is under way
-  thread_local std::string buffer;
-  auto hit = cache_.find(cache_key(req, buffer), version, response_cache::clock::now());
+  auto hit = cache_.find(req.target(), req.version(), version, response_cache::clock::now());
   if (!hit) return std::nullopt;
   apply_if_none_match(req, hit->first);
   return cached_answer{std::move(hit->first), hit->second};
@@ -426,7 +417,7 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
     const cache_version version{writes_ ? writes_->load(std::memory_order_acquire) : 0,
                                 reloads_.load(std::memory_order_acquire)};
     const auto started = response_cache::clock::now();
-    const std::shared_ptr<const config> cfg = config_snapshot().first;
+    const std::shared_ptr<const config> cfg = config_snapshot();
     // Writes are authorised before they queue for the writer thread.
     if (r.needs == access::writer) check_bearer(req, cfg->server.token);
     if (r.needs != access::none && !db) return std::nullopt;
@@ -443,8 +434,7 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
       if (safe && res.result() == http::status::ok) {
         set_etag(res);
         if (r.cached && writes_ && version.data % 2 == 0) {
-          std::string buffer;
-          cache_.store(cache_key(req, buffer), version, started, r.path, res);
+          cache_.store(req.target(), version, started, r.path, res);
         }
         apply_if_none_match(req, res);
       }

@@ -79,9 +79,8 @@ class api {
   /// handle() and handle_without_store() in one: db may be null.
   std::optional<http_response> respond(const http_request& req, store* db) const;
 
-  /// The configuration in use and the reload count, copied under config_mutex_ once
-  /// per request.
-  std::pair<std::shared_ptr<const config>, std::uint64_t> config_snapshot() const;
+  /// The configuration in use, copied under config_mutex_ once per request.
+  std::shared_ptr<const config> config_snapshot() const;
 
   mutable std::mutex config_mutex_;        ///< Guards cfg_: reloads swap it while readers run.
   std::shared_ptr<const config> cfg_;      ///< Sources, in configured order.

@@ -40,16 +40,17 @@ class response_cache {
   explicit response_cache(std::size_t max_entries = 32, std::size_t max_body = 64 * 1024,
                           clock::duration max_age = std::chrono::seconds(1));
 
-  /// A copy of the answer stored under key and its route label, if it was computed at
-  /// version and is younger than max_age at now.
-  std::optional<std::pair<http_response, std::string_view>> find(std::string_view key,
+  /// A copy of the answer to target in HTTP/http_version (10 or 11) and its route label,
+  /// if it was computed at version and is younger than max_age at now.
+  std::optional<std::pair<http_response, std::string_view>> find(std::string_view target,
+                                                                 unsigned http_version,
                                                                  cache_version version,
                                                                  clock::time_point now) const;
 
-  /// Stores res under key as computed at version (read before the computation started at
-  /// now), with route (a label that outlives the cache), replacing the oldest entry when
-  /// full; does nothing for a body larger than max_body.
-  void store(std::string_view key, cache_version version, clock::time_point now,
+  /// Stores res, the answer to target in res.version(), as computed at version (read before the
+  /// computation started at now), with route (a label that outlives the cache), replacing the
+  /// oldest entry when full; does nothing for a body larger than max_body.
+  void store(std::string_view target, cache_version version, clock::time_point now,
              std::string_view route, const http_response& res);
 
   /// Forgets every entry.
@@ -58,7 +59,7 @@ class response_cache {
  private:
   /// One stored answer.
   struct entry {
-    std::string key;           ///< Method-independent request key.
+    std::string target;        ///< The request target as sent (GET and HEAD share it).
     cache_version version;     ///< What it was computed from.
     clock::time_point stored;  ///< When it was computed.
     std::string_view route;    ///< The route's label, for request metrics.
