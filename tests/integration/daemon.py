@@ -65,8 +65,8 @@ def check_local_config(config_toml):
         raise ValueError(f"the test config names a non-local source url: {url}")
 
 
-def _proc_listening_port(pid):
-    """The loopback TCP port process pid listens on, from /proc (None if none yet)."""
+def socket_inodes(pid):
+    """The inodes of process pid's sockets, from /proc."""
     inodes = set()
     fd_dir = f"/proc/{pid}/fd"
     for fd in os.listdir(fd_dir):
@@ -77,6 +77,12 @@ def _proc_listening_port(pid):
         m = re.fullmatch(r"socket:\[(\d+)\]", target)
         if m:
             inodes.add(m.group(1))
+    return inodes
+
+
+def _proc_listening_port(pid):
+    """The loopback TCP port process pid listens on, from /proc (None if none yet)."""
+    inodes = socket_inodes(pid)
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:

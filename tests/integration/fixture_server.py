@@ -296,7 +296,10 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
-        chunk = b"x" * 65536
+        self.send_huge(b"x" * 65536)
+
+    def send_huge(self, chunk):
+        """HUGE_BYTES of chunk repeated, unless the client or a server stop ends it."""
         sent = 0
         try:
             while sent < HUGE_BYTES and not self.state.stopping.is_set():
@@ -315,15 +318,7 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if head:
             return
-        chunk = b"<p>" + b"x" * 65530 + b"</p>"
-        sent = 0
-        try:
-            while sent < HUGE_BYTES and not self.state.stopping.is_set():
-                n = min(len(chunk), HUGE_BYTES - sent)
-                self.wfile.write(chunk[:n])
-                sent += n
-        except (OSError, ssl.SSLError):
-            pass  # the client gave up, as it should
+        self.send_huge(b"<p>" + b"x" * 65530 + b"</p>")
 
     def mode_reset(self, page, head):
         body = page[0] if page and len(page[0]) >= 2 else b"x" * 1000

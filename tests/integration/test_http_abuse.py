@@ -32,7 +32,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from daemon import BINARY, TEST_DATA, Daemon, wait_for  # noqa: E402
+from daemon import BINARY, TEST_DATA, Daemon, socket_inodes, wait_for  # noqa: E402
 
 NBKR = os.path.join(TEST_DATA, "nbkr", "daily_2022-07-18_usbtypec1-nbkr-fx-rates-bot.xml")
 
@@ -122,21 +122,6 @@ def memory(pid):
 def open_descriptors(pid):
     """How many file descriptors pid has open."""
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def socket_inodes(pid):
-    """The inodes of pid's sockets."""
-    out = set()
-    fd_dir = f"/proc/{pid}/fd"
-    for fd in os.listdir(fd_dir):
-        try:
-            target = os.readlink(os.path.join(fd_dir, fd))
-        except OSError:
-            continue
-        m = re.fullmatch(r"socket:\[(\d+)\]", target)
-        if m:
-            out.add(m.group(1))
-    return out
 
 
 def daemon_holds(d, sock):
