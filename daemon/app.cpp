@@ -172,6 +172,7 @@ class daemon_parts {
             ioc_, cfg.sources, writer_, board_, log, [this](store& db) { evaluate(db); }, &stats_) {
     // The first job on the writer, so that no write comes before the limit.
     set_max_size(cfg.storage.max_size);
+    stats_.watch_connections([this] { return server_.connections(); });
   }
 
   ~daemon_parts() { stop_workers(); }
@@ -232,10 +233,10 @@ class daemon_parts {
   /// boost::system::system_error when it cannot listen).
   http_server open_server(const listener& where) {
     if (where.fd)
-      return http_server(ioc_, *where.fd, limits(*cfg_), make_handler(), api::transport_error,
-                         log_);
+      return http_server(ioc_, *where.fd, limits(*cfg_), make_handler(), api::transport_error, log_,
+                         &stats_);
     return http_server(ioc_, where.endpoint, limits(*cfg_), make_handler(), api::transport_error,
-                       log_);
+                       log_, &stats_);
   }
 
   /// Sends one notification to the service manager; a failure is only logged (at debug:

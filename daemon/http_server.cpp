@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <exception>
+#include <iterator>
 #include <utility>
 
 #include <boost/asio/error.hpp>
@@ -19,6 +20,7 @@
 
 #include "http_session.hpp"
 #include "somrated/log.hpp"
+#include "somrated/metrics.hpp"
 
 namespace somrated {
 
@@ -41,6 +43,14 @@ constexpr std::chrono::milliseconds accept_backoff_max{1000};
 
 /// Connections taken from the backlog at shutdown, at most (the listen backlog's size).
 constexpr std::size_t max_drained = 4096;
+
+/// How long the listener stays open at shutdown, turning new clients away, so that a
+/// handshake already under way can complete and be served (see turn_away_new()).
+///
+/// Such a handshake's SYN came before shutdown, so its last ACK follows within one
+/// round trip of the client: microseconds on loopback, a millisecond on a LAN. A
+/// client slower than this sees a reset, as it would from any listener that closes.
+constexpr std::chrono::milliseconds handshake_wait{50};
 
 /// Events that an abusive client can repeat at will (evictions, 503s, failed accepts)
 /// are logged at most this often, with a count of what happened in between.
@@ -142,12 +152,14 @@ tcp protocol_of_listening_fd(int fd) {
 struct http_server::impl : std::enable_shared_from_this<impl> {
   /// Prepares an acceptor that is not open yet.
   impl(net::io_context& ioc, server_limits limits, request_handler handler,
-       error_responder on_error, logger& log)
+       error_responder on_error, logger& log, metrics* stats)
       : ioc_(ioc),
+        stats_(stats),
         strand_(net::make_strand(ioc)),
         acceptor_(strand_),
         backoff_timer_(strand_),
         grace_timer_(strand_),
+        close_timer_(strand_),
         ctx_(std::make_shared<const session_context>(session_context{
             fit_descriptor_limit(limits, log), std::move(handler), std::move(on_error), log})),
         tracker_(std::make_shared<connection_tracker>(strand_)),
@@ -174,22 +186,16 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
     acceptor_.async_accept(
         net::make_strand(ioc_),
         [self = shared_from_this()](boost::system::error_code ec, tcp::socket socket) {
+          self->accepting_ = false;
           self->on_accept(ec, std::move(socket));
         });
+    accepting_ = true;
   }
 
   /// Starts a session for the new connection (or rejects it) and accepts again.
   void on_accept(boost::system::error_code ec, tcp::socket socket) noexcept {
+    if (stopping_) return on_accept_stopping(ec, std::move(socket));
     if (ec == net::error::operation_aborted) return;
-    if (stopping_) {
-      // Accepted just before stop() closed the acceptor: the client is waiting for an
-      // answer like any other, so it is served and then closed.
-      if (!ec) {
-        if (auto session = admit(std::move(socket)))
-          net::post(session->executor(), [session] { session->stop(); });
-      }
-      return;
-    }
     if (ec == net::error::connection_aborted) return do_accept_guarded();
     if (ec) return back_off(ec);
     if (std::exchange(accept_failure_logged_, false)) {
@@ -200,6 +206,23 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
     backoff_ = std::chrono::milliseconds::zero();
     admit(std::move(socket));
     do_accept_guarded();
+  }
+
+  /// At shutdown: a connection whose handshake completed before new clients were turned
+  /// away is waiting for an answer like any other, so it is served and then closed.
+  /// Accepting goes on until the listener closes.
+  void on_accept_stopping(boost::system::error_code ec, tcp::socket socket) noexcept {
+    if (!ec) admit_to_finish(std::move(socket));
+    const bool again = !ec || ec == net::error::connection_aborted;
+    if (again && acceptor_.is_open()) return do_accept_guarded();
+    finish_when_idle();
+  }
+
+  /// Starts a session that answers the request its client has sent or is sending, then
+  /// closes (at shutdown).
+  void admit_to_finish(tcp::socket socket) noexcept {
+    if (auto session = admit(std::move(socket)))
+      net::post(session->executor(), [session] { session->stop(); });
   }
 
   /// Starts a session for an accepted connection; when max_connections are open, first
@@ -218,6 +241,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
                         "({} since the last such line)",
                         cap_, n);
         }
+        count(metrics::connection_event::rejected);
         session->reject();
       } else {
         session->run();
@@ -227,6 +251,11 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
       ctx_->log.log(log_level::error, "http: cannot start session: {}", e.what());
       return nullptr;
     }
+  }
+
+  /// Counts a pressure event for /metrics.
+  void count(metrics::connection_event event) noexcept {
+    if (stats_) stats_->count_connection(event);
   }
 
   /// Evicts the connection idle the longest, or else the one stalled the longest in
@@ -244,6 +273,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
         tracker_->take_for_room(std::chrono::steady_clock::now() - ctx_->limits.stall_grace);
     if (!victim) return false;
     net::post(victim->executor(), [victim] { victim->evict(); });
+    count(metrics::connection_event::evicted);
     if (const auto n = evictions_.hit()) {
       ctx_->log.log(log_level::notice,
                     "http: {} connections open: closing the longest idle ones (or stalled ones) "
@@ -281,32 +311,47 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
     }
   }
 
-  /// Takes, without waiting, the connections the kernel has completed but nobody has
-  /// accepted yet: closing a listening socket resets those, although their clients
-  /// have connected and may have sent a request. Each becomes a session that
-  /// stop_all() then lets finish.
+  /// Turns new clients away while the listener stays open: a socket filter drops every
+  /// SYN, so a new client retries a moment later, finds the port closed and is refused.
+  /// The last ACK of a handshake already under way still passes, so that connection
+  /// completes and is served. False when no filter could be attached (not Linux), or
+  /// for an adopted socket: the service manager keeps that one open, and what waits in
+  /// it is for the next start.
   ///
-  /// So that no connection completes between the last accept and the close, a socket
-  /// filter that drops every packet goes on first: a new client's SYN is dropped, it
-  /// retries a moment later, finds the port closed and is refused. Not for an adopted
-  /// socket: the service manager keeps that one open, and what waits in it is for the
+  /// A filter that dropped every packet would also drop that last ACK: the client would
+  /// count itself connected, and get a reset once the listener closed.
+  bool turn_away_new() noexcept {
+    if (adopted_) return false;
+    // A TCP socket filter sees the TCP header at offset 0; byte 13 holds the flags.
+    sock_filter drop_syn[] = {
+        BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 13),
+        BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, 0x02, 0, 1),  // SYN set: next, else skip one
+        BPF_STMT(BPF_RET | BPF_K, 0),                      // drop
+        BPF_STMT(BPF_RET | BPF_K, 0xffffffff),             // keep the whole packet
+    };
+    const sock_fprog program{static_cast<unsigned short>(std::size(drop_syn)), drop_syn};
+    return ::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_ATTACH_FILTER, &program,
+                        sizeof program) == 0;
+  }
+
+  /// Closes the listener, first taking, without waiting, the connections the kernel has
+  /// completed but nobody has accepted yet: closing a listening socket resets those,
+  /// although their clients have connected and may have sent a request. Each becomes a
+  /// session that answers and closes. Not for an adopted socket, whose queue is for the
   /// next start.
-  void drain_backlog() noexcept {
-    if (adopted_) return;
-    sock_filter drop_all[] = {BPF_STMT(BPF_RET | BPF_K, 0)};
-    const sock_fprog program{1, drop_all};
-    // Without the filter (not Linux, or refused) the window is a few microseconds.
-    ::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_ATTACH_FILTER, &program, sizeof program);
+  void close_listener() noexcept {
     boost::system::error_code ec;
-    acceptor_.non_blocking(true, ec);
-    if (ec) return;
-    // Bounded: a flood cannot keep shutdown accepting forever.
-    for (std::size_t i = 0; i < max_drained; ++i) {
-      tcp::socket socket(net::make_strand(ioc_));
-      acceptor_.accept(socket, ec);
-      if (ec) return;
-      admit(std::move(socket));
+    if (!adopted_ && acceptor_.is_open()) {
+      acceptor_.non_blocking(true, ec);
+      // Bounded: a flood cannot keep shutdown accepting forever.
+      for (std::size_t i = 0; !ec && i < max_drained; ++i) {
+        tcp::socket socket(net::make_strand(ioc_));
+        acceptor_.accept(socket, ec);
+        if (!ec) admit_to_finish(std::move(socket));
+      }
     }
+    acceptor_.close(ec);
+    finish_when_idle();
   }
 
   /// do_accept, logging instead of throwing; a failure here ends accepting.
@@ -323,6 +368,7 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   void back_off(boost::system::error_code ec) noexcept {
     backoff_ = std::clamp(backoff_ * 2, accept_backoff_min, accept_backoff_max);
     ++failed_accepts_;
+    count(metrics::connection_event::accept_failed);
     if (ec == boost::system::errc::too_many_files_open ||
         ec == boost::system::errc::too_many_files_open_in_system) {
       shed_for_descriptors();
@@ -338,31 +384,50 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
     });
   }
 
-  /// Closes the acceptor and asks sessions to finish; after grace closes the rest.
+  /// Turns new clients away, asks sessions to finish, and closes the listener once a
+  /// handshake under way has had handshake_wait to complete; after grace closes the
+  /// sessions still open. done runs once the listener is closed and every session gone.
   void begin_stop(std::chrono::milliseconds grace, std::function<void()> done) {
-    if (!stopping_) {
-      stopping_ = true;
-      drain_backlog();
-      boost::system::error_code ec;
-      acceptor_.close(ec);
-      backoff_timer_.cancel();
-      tracker_->stop_all();
-      grace_timer_.expires_after(grace);
-      grace_timer_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
-        if (wait_ec) return;
-        const auto left = self->tracker_->size();
-        if (left == 0) return;
-        self->ctx_->log.log(log_level::notice,
-                            "http: closing {} connection(s) still open after the grace period",
-                            left);
-        self->tracker_->close_all();
-      });
+    if (done && done_) {
+      done_ = [first = std::move(done_), then = std::move(done)] {
+        first();
+        then();
+      };
+    } else if (done) {
+      done_ = std::move(done);
     }
+    if (stopping_) return finish_when_idle();
+    stopping_ = true;
+    backoff_timer_.cancel();
+    tracker_->stop_all();
+    grace_timer_.expires_after(grace);
+    grace_timer_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
+      if (wait_ec) return;
+      const auto left = self->tracker_->size();
+      if (left == 0) return;
+      self->ctx_->log.log(log_level::notice,
+                          "http: closing {} connection(s) still open after the grace period", left);
+      self->tracker_->close_all();
+    });
+    if (!started_ || !turn_away_new()) return close_listener();
+    close_timer_.expires_after(handshake_wait);
+    close_timer_.async_wait(
+        [self = shared_from_this()](boost::system::error_code) { self->close_listener(); });
+  }
+
+  /// Calls done_ once the listener is closed, its last accept has completed, and no
+  /// session is left. Until the listener's last accept has run, a connection can still
+  /// join, so emptiness alone does not end the shutdown.
+  void finish_when_idle() {
+    if (!done_ || accepting_ || acceptor_.is_open()) return;
     // The waiter runs on strand_, so it may touch the timer; weak because a server
     // destroyed meanwhile has no timer left to cancel.
-    tracker_->when_empty([weak = weak_from_this(), done = std::move(done)] {
-      if (auto self = weak.lock()) self->grace_timer_.cancel();
-      if (done) done();
+    tracker_->when_empty([weak = weak_from_this()] {
+      auto self = weak.lock();
+      if (!self || !self->done_) return;
+      if (self->tracker_->size() > 0) return self->finish_when_idle();
+      self->grace_timer_.cancel();
+      std::exchange(self->done_, nullptr)();
     });
   }
 
@@ -372,16 +437,20 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
     boost::system::error_code ec;
     acceptor_.close(ec);
     backoff_timer_.cancel();
+    close_timer_.cancel();
     grace_timer_.cancel();
     tracker_->close_all();
   }
 
   net::io_context& ioc_;                                ///< Where new sessions get their strands.
+  metrics* stats_;                                      ///< Pressure counters (may be null).
   net::strand<net::io_context::executor_type> strand_;  ///< Serialises the listener.
   tcp::acceptor acceptor_;                              ///< The listening socket.
   tcp::endpoint endpoint_;           ///< Cached: readable from any thread, also after stop.
   net::steady_timer backoff_timer_;  ///< Pause after a failed accept.
   net::steady_timer grace_timer_;    ///< Ends the shutdown grace period.
+  net::steady_timer close_timer_;    ///< Closes the listener at shutdown (handshake_wait).
+  std::function<void()> done_;       ///< What stop() asked to run when it is over.
   std::shared_ptr<const session_context> ctx_;   ///< Shared with every session.
   std::shared_ptr<connection_tracker> tracker_;  ///< Shared with every session.
   std::chrono::milliseconds backoff_{0};  ///< Current accept retry pause; zero after success.
@@ -395,17 +464,22 @@ struct http_server::impl : std::enable_shared_from_this<impl> {
   bool started_ = false;                ///< start() ran.
   bool adopted_ = false;                ///< The socket was passed in (socket activation).
   bool stopping_ = false;               ///< stop() ran or the server is being destroyed.
+  bool accepting_ = false;              ///< An async_accept is outstanding.
 };
 
 http_server::http_server(net::io_context& ioc, const tcp::endpoint& endpoint, server_limits limits,
-                         request_handler handler, error_responder on_error, logger& log)
-    : impl_(std::make_shared<impl>(ioc, limits, std::move(handler), std::move(on_error), log)) {
+                         request_handler handler, error_responder on_error, logger& log,
+                         metrics* stats)
+    : impl_(std::make_shared<impl>(ioc, limits, std::move(handler), std::move(on_error), log,
+                                   stats)) {
   impl_->bind(endpoint);
 }
 
 http_server::http_server(net::io_context& ioc, int listening_fd, server_limits limits,
-                         request_handler handler, error_responder on_error, logger& log)
-    : impl_(std::make_shared<impl>(ioc, limits, std::move(handler), std::move(on_error), log)) {
+                         request_handler handler, error_responder on_error, logger& log,
+                         metrics* stats)
+    : impl_(std::make_shared<impl>(ioc, limits, std::move(handler), std::move(on_error), log,
+                                   stats)) {
   impl_->adopt(listening_fd);
 }
 

@@ -1,6 +1,8 @@
 #include "somrated/metrics.hpp"
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cassert>
 #include <cmath>
 #include <iterator>
@@ -193,6 +195,9 @@ struct metrics::impl {
       scrape_durations;  ///< By source.
   std::map<std::string, histogram<request_buckets.size()>, std::less<>>
       request_durations;  ///< By route.
+  /// By connection_event; counted without the lock.
+  std::array<std::atomic<std::uint64_t>, 3> connection_events{};
+  std::function<std::size_t()> open_connections;  ///< Set before serving; may be empty.
 };
 
 metrics::metrics() : impl_(std::make_unique<impl>()) {}
@@ -232,6 +237,14 @@ void metrics::count_request(std::string_view route, unsigned status,
   histogram_at(impl_->request_durations, route).observe(request_buckets, took.count());
 }
 
+void metrics::count_connection(connection_event event) noexcept {
+  impl_->connection_events[static_cast<std::size_t>(event)].fetch_add(1, std::memory_order_relaxed);
+}
+
+void metrics::watch_connections(std::function<std::size_t()> open) {
+  impl_->open_connections = std::move(open);
+}
+
 void metrics::write(exposition_writer& w) const {
   std::lock_guard lock(impl_->mutex);
   constexpr std::string_view scrapes = "somrated_scrapes_total";
@@ -264,6 +277,29 @@ void metrics::write(exposition_writer& w) const {
            "Time from a request's arrival until its answer was ready, by route pattern.");
   for (const auto& [route, h] : impl_->request_durations)
     w.histogram(request_time, {{"route", route}}, request_buckets, h.counts, h.sum);
+
+  if (impl_->open_connections) {
+    constexpr std::string_view open = "somrated_http_connections";
+    w.family(open, "gauge", "HTTP connections open now.");
+    w.sample(open, {}, static_cast<std::uint64_t>(impl_->open_connections()));
+  }
+
+  constexpr std::string_view events = "somrated_http_connection_events_total";
+  w.family(events, "counter",
+           "What the HTTP listener did under connection pressure: accept_failed (accept() "
+           "failed, e.g. out of file descriptors), evicted (an idle or stalled connection "
+           "closed to admit a new one at max_connections) or rejected (a new connection "
+           "answered 503 because max_connections busy ones were open).");
+  constexpr std::array<std::pair<connection_event, std::string_view>, 3> names{{
+      {connection_event::accept_failed, "accept_failed"},
+      {connection_event::evicted, "evicted"},
+      {connection_event::rejected, "rejected"},
+  }};
+  for (const auto& [event, name] : names) {
+    w.sample(
+        events, {{"event", name}},
+        impl_->connection_events[static_cast<std::size_t>(event)].load(std::memory_order_relaxed));
+  }
 }
 
 }  // namespace somrated

@@ -39,13 +39,16 @@
 #include <boost/system/system_error.hpp>
 
 #include "somrated/log.hpp"
+#include "somrated/metrics.hpp"
 
 using namespace std::chrono_literals;
+using somrated::exposition_writer;
 using somrated::http_request;
 using somrated::http_response;
 using somrated::http_server;
 using somrated::log_level;
 using somrated::logger;
+using somrated::metrics;
 using somrated::request_handler;
 using somrated::server_limits;
 
@@ -212,14 +215,14 @@ class server_harness {
   server_harness(server_limits limits, request_handler handler)
       : log_(log_level::debug, log_file_.get()) {
     server_.emplace(ioc_, tcp::endpoint(net::ip::make_address("127.0.0.1"), 0), limits,
-                    std::move(handler), error_body, log_);
+                    std::move(handler), error_body, log_, &stats_);
     start();
   }
 
   /// Adopts listening_fd and starts the server.
   server_harness(int listening_fd, server_limits limits, request_handler handler)
       : log_(log_level::debug, log_file_.get()) {
-    server_.emplace(ioc_, listening_fd, limits, std::move(handler), error_body, log_);
+    server_.emplace(ioc_, listening_fd, limits, std::move(handler), error_body, log_, &stats_);
     start();
   }
 
@@ -242,6 +245,19 @@ class server_harness {
   /// Everything the server logged so far.
   std::string log_text() const { return log_file_.text(); }
 
+  /// How often the server counted event (evicted, rejected, accept_failed), as /metrics
+  /// shows it.
+  std::uint64_t pressure_count(std::string_view event) const {
+    std::string text;
+    exposition_writer w(text);
+    stats_.write(w);
+    const std::string series =
+        fmt::format("somrated_http_connection_events_total{{event=\"{}\"}} ", event);
+    const auto at = text.find(series);
+    REQUIRE(at != std::string::npos);
+    return std::stoull(text.substr(at + series.size()));
+  }
+
   /// Calls stop(grace) and returns a flag that turns true when its callback runs.
   std::shared_ptr<std::atomic<int>> stop(std::chrono::milliseconds grace) {
     stopped_ = true;
@@ -260,6 +276,7 @@ class server_harness {
   net::executor_work_guard<net::io_context::executor_type> work_{ioc_.get_executor()};
   temp_file log_file_;
   logger log_;
+  metrics stats_;
   std::optional<http_server> server_;
   std::thread thread_;
   bool stopped_ = false;
@@ -673,6 +690,8 @@ TEST_CASE("http_server makes room beyond max_connections") {
       CHECK(ok.res.body() == "hello /still");
     }
     CHECK(h.log_text().find("closing the longest idle ones") != std::string::npos);
+    CHECK(h.pressure_count("evicted") == 1);
+    CHECK(h.pressure_count("rejected") == 0);
   }
 
   SUBCASE("503 when every connection is mid-request") {
@@ -693,6 +712,8 @@ TEST_CASE("http_server makes room beyond max_connections") {
     CHECK_FALSE(r.res.keep_alive());
     CHECK(fourth.closed_within(patience));
     CHECK(h.server().connections() == 3);
+    CHECK(h.pressure_count("rejected") == 1);
+    CHECK(h.pressure_count("evicted") == 0);
 
     // None of them was cut off: each request completes and is answered.
     for (auto& c : admitted) {
@@ -972,6 +993,9 @@ TEST_CASE("http_server backs off when accept runs out of descriptors") {
   const auto r = c.read_response();
   REQUIRE_MESSAGE(!r.ec, r.ec.message());
   CHECK(r.res.body() == "hello /later");
+  // Every failure is counted for /metrics, as the log shows each one.
+  CHECK(h.pressure_count("accept_failed") == accept_failures());
+  CHECK(h.pressure_count("evicted") == 0);
 }
 
 TEST_CASE("http_server closes idle connections when accept runs out of descriptors") {

@@ -5,6 +5,7 @@
 #include <limits>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -148,6 +149,14 @@ somrated_http_request_duration_seconds_bucket{route="other",le="5"} 1
 somrated_http_request_duration_seconds_bucket{route="other",le="+Inf"} 1
 somrated_http_request_duration_seconds_sum{route="other"} 0.5
 somrated_http_request_duration_seconds_count{route="other"} 1
+# HELP somrated_http_connections HTTP connections open now.
+# TYPE somrated_http_connections gauge
+somrated_http_connections 7
+# HELP somrated_http_connection_events_total What the HTTP listener did under connection pressure: accept_failed (accept() failed, e.g. out of file descriptors), evicted (an idle or stalled connection closed to admit a new one at max_connections) or rejected (a new connection answered 503 because max_connections busy ones were open).
+# TYPE somrated_http_connection_events_total counter
+somrated_http_connection_events_total{event="accept_failed"} 0
+somrated_http_connection_events_total{event="evicted"} 2
+somrated_http_connection_events_total{event="rejected"} 1
 )";
 
 /// An api over an in-memory store holding known rates, scrape health, alert states and
@@ -331,6 +340,10 @@ TEST_CASE("metrics: exact text for a known state") {
   m.count_notification("hook", "retry");
   m.count_request("/api/v1/latest", 200, 62500us);
   m.count_request("other", 404, 500ms);
+  m.count_connection(metrics::connection_event::evicted);
+  m.count_connection(metrics::connection_event::rejected);
+  m.count_connection(metrics::connection_event::evicted);
+  m.watch_connections([] { return std::size_t{7}; });
   CHECK(text_of(m) == known_registry_text);
 }
 
@@ -344,7 +357,19 @@ TEST_CASE("metrics: families are written even when empty, series only when count
     CHECK(has_line(text, fmt::format("# TYPE {} {}", family,
                                      family.ends_with("_total") ? "counter" : "histogram")));
   }
-  CHECK(text.find("{") == std::string::npos);
+  // The connection events are few and fixed: all three are there from the start.
+  for (std::string_view event : {"accept_failed", "evicted", "rejected"}) {
+    CHECK(has_line(text,
+                   fmt::format(R"(somrated_http_connection_events_total{{event="{}"}} 0)", event)));
+  }
+  // Without a server to watch, there is no open connection gauge.
+  CHECK(text.find("somrated_http_connections ") == std::string::npos);
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    CAPTURE(line);
+    if (!line.starts_with("somrated_http_connection_events_total"))
+      CHECK(line.find('{') == std::string::npos);
+  }
 
   SUBCASE("label values from outside the config are escaped") {
     m.count_scrape("we\"ird\\\nname", "error", 0s);

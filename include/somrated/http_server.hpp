@@ -13,6 +13,8 @@
 
 namespace somrated {
 
+class metrics;
+
 class logger;
 
 namespace http = boost::beast::http;
@@ -59,12 +61,15 @@ struct server_limits {
 class http_server {
  public:
   /// Binds endpoint (throws boost::system::system_error when it cannot). Both
-  /// constructors raise the soft open file limit when max_connections needs it.
+  /// constructors raise the soft open file limit when max_connections needs it; stats
+  /// (may be null) counts evictions, 503s and failed accepts.
   http_server(boost::asio::io_context& ioc, const boost::asio::ip::tcp::endpoint& endpoint,
-              server_limits limits, request_handler handler, error_responder on_error, logger& log);
+              server_limits limits, request_handler handler, error_responder on_error, logger& log,
+              metrics* stats = nullptr);
   /// Adopts an already listening socket (socket activation).
   http_server(boost::asio::io_context& ioc, int listening_fd, server_limits limits,
-              request_handler handler, error_responder on_error, logger& log);
+              request_handler handler, error_responder on_error, logger& log,
+              metrics* stats = nullptr);
   ~http_server();
   http_server(const http_server&) = delete;
   http_server& operator=(const http_server&) = delete;
@@ -72,8 +77,10 @@ class http_server {
   /// Starts accepting.
   void start();
 
-  /// Stops accepting, lets in-flight requests finish for up to grace, then closes the
-  /// rest. Calls done (on the io_context) when every session is gone.
+  /// Turns new clients away and closes the listener a moment later (a connection
+  /// already in its queue is served), lets in-flight requests finish for up to grace,
+  /// then closes the rest. Calls done (on the io_context) once the listener is closed
+  /// and every session is gone.
   void stop(std::chrono::milliseconds grace, std::function<void()> done);
 
   /// The bound address (useful with port 0).

@@ -2,7 +2,9 @@
 
 #include <array>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <span>
@@ -109,9 +111,24 @@ class metrics {
   /// took.
   void count_request(std::string_view route, unsigned status, std::chrono::duration<double> took);
 
+  /// What the HTTP listener does under connection pressure (see http_server).
+  enum class connection_event : std::uint8_t {
+    evicted,        ///< An idle or stalled connection closed to admit a new one.
+    rejected,       ///< A new connection answered 503: max_connections busy ones open.
+    accept_failed,  ///< accept() failed (EMFILE and the like); the listener backs off.
+  };
+
+  /// One connection_event; lock-free.
+  void count_connection(connection_event event) noexcept;
+
+  /// Where write() reads the number of open HTTP connections from. Set once, before
+  /// the server starts; open must be callable from any thread.
+  void watch_connections(std::function<std::size_t()> open);
+
   /// Writes the families somrated_scrapes_total, somrated_scrape_duration_seconds,
-  /// somrated_notifications_total, somrated_http_requests_total and
-  /// somrated_http_request_duration_seconds, series ordered by label values.
+  /// somrated_notifications_total, somrated_http_requests_total,
+  /// somrated_http_request_duration_seconds, somrated_http_connections (when watched)
+  /// and somrated_http_connection_events_total, series ordered by label values.
   void write(exposition_writer& w) const;
 
  private:

@@ -301,3 +301,13 @@ class Daemon:
             if s["name"] == name:
                 return s
         raise KeyError(name)
+
+
+def metric(text, name, **labels):
+    """The value of the sample `name{labels}` in Prometheus exposition text, or None."""
+    for line in text.splitlines():
+        m = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
+        if m and m.group(1) == name:
+            if dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")) == labels:
+                return float(m.group(3))
+    return None

@@ -23,7 +23,7 @@ import unittest
 from contextlib import ExitStack
 
 sys.path.insert(0, os.path.dirname(__file__))
-from daemon import TEST_DATA, Daemon, wait_for  # noqa: E402
+from daemon import TEST_DATA, Daemon, metric, wait_for  # noqa: E402
 from fixture import FixtureServer, issue_cert, make_ca  # noqa: E402
 from test_daemon import seed_page  # noqa: E402
 
@@ -147,16 +147,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def metric(text, name, **labels):
-    """The value of the sample `name{labels}` in Prometheus exposition text, or None."""
-    for line in text.splitlines():
-        m = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
-        if m and m.group(1) == name:
-            if dict(re.findall(r'(\w+)="([^"]*)"', m.group(2) or "")) == labels:
-                return float(m.group(3))
-    return None
 
 
 def seconds(rfc3339):

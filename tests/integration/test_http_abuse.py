@@ -32,7 +32,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from daemon import BINARY, TEST_DATA, Daemon, socket_inodes, wait_for  # noqa: E402
+from daemon import BINARY, TEST_DATA, Daemon, metric, socket_inodes, wait_for  # noqa: E402
 
 NBKR = os.path.join(TEST_DATA, "nbkr", "daily_2022-07-18_usbtypec1-nbkr-fx-rates-bot.xml")
 
@@ -338,6 +338,11 @@ class HttpAbuse(unittest.TestCase):
         self.assertLess(descriptors, MAX_CONNECTIONS + 200)
         self.check_memory(f"{count} idle connections", before)
         self.assertIn("closing the longest idle ones", self.daemon.log())
+        # /metrics counts what the log only summarises.
+        text = self.daemon.get("/metrics", timeout=5).text
+        self.assertGreater(metric(text, "somrated_http_connection_events_total", event="evicted"),
+                           0)
+        self.assertLessEqual(metric(text, "somrated_http_connections"), MAX_CONNECTIONS)
 
         # With idle connections to close first, the partial requests were left alone
         # until read_timeout ended each of them, without an answer.
@@ -688,6 +693,11 @@ class HttpAbuseOutOfDescriptors(unittest.TestCase):
                 log = d.log()
                 self.assertEqual(log.count("accept failed: Too many open files"), 1, log)
                 self.assertIn("closing the longest idle ones", log)
+                # The retries the log keeps quiet about are all counted.
+                text = d.get("/metrics", timeout=5).text
+                for event in ("accept_failed", "evicted"):
+                    self.assertGreaterEqual(
+                        metric(text, "somrated_http_connection_events_total", event=event), 1)
             finally:
                 for s in socks:
                     s.close()
@@ -730,6 +740,9 @@ class HttpAbuseAtCapacity(unittest.TestCase):
                 self.assertLess(time.monotonic() - started, deadline)
                 self.assertEqual(d.get("/api/v1/latest", timeout=5).status, 200)
                 self.assertIn("closing the longest idle ones (or stalled ones)", d.log())
+                text = d.get("/metrics", timeout=5).text
+                self.assertGreaterEqual(
+                    metric(text, "somrated_http_connection_events_total", event="evicted"), 1)
                 # Stalled connections were the ones to go.
                 gone = [s for s in held if not daemon_holds(d, s)]
                 self.assertGreater(len(gone), 0)
