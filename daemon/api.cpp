@@ -347,7 +347,7 @@ std::optional<api::cached_answer> api::cached(const http_request& req) const {
   // The versions are read before the entry, as a computation reads them before the store.
   const cache_version version{writes_->load(std::memory_order_acquire),
                               reloads_.load(std::memory_order_acquire)};
-  if (version.data % 2 != 0) return std::nullopt;  // a write is under way
+  if (!version.settled()) return std::nullopt;  // a write is under way
   auto hit = cache_.find(req.target(), req.version(), version, response_cache::clock::now());
   if (!hit) return std::nullopt;
   apply_if_none_match(req, hit->first);
@@ -433,7 +433,7 @@ std::optional<http_response> api::respond(const http_request& req, store* db) co
       const bool safe = req.method() == http::verb::get || req.method() == http::verb::head;
       if (safe && res.result() == http::status::ok) {
         set_etag(res);
-        if (r.cached && writes_ && version.data % 2 == 0) {
+        if (r.cached && writes_ && version.settled()) {
           cache_.store(req.target(), version, started, r.path, res);
         }
         apply_if_none_match(req, res);

@@ -13,7 +13,7 @@ std::optional<std::pair<http_response, std::string_view>> response_cache::find(
     clock::time_point now) const {
   const std::lock_guard lock(mutex_);
   for (const entry& e : entries_) {
-    if (e.target != target || e.res.version() != http_version) continue;
+    if (!e.answers(target, http_version)) continue;
     if (e.version != version || now - e.stored >= max_age_ || now < e.stored) return std::nullopt;
     return std::pair{e.res, e.route};
   }
@@ -24,9 +24,8 @@ void response_cache::store(std::string_view target, cache_version version, clock
                            std::string_view route, const http_response& res) {
   if (res.body().size() > max_body_ || max_entries_ == 0) return;
   const std::lock_guard lock(mutex_);
-  auto it = std::find_if(entries_.begin(), entries_.end(), [&](const entry& e) {
-    return e.target == target && e.res.version() == res.version();
-  });
+  auto it = std::find_if(entries_.begin(), entries_.end(),
+                         [&](const entry& e) { return e.answers(target, res.version()); });
   if (it == entries_.end() && entries_.size() >= max_entries_) {
     it = std::min_element(entries_.begin(), entries_.end(),
                           [](const entry& a, const entry& b) { return a.stored < b.stored; });
@@ -36,7 +35,7 @@ void response_cache::store(std::string_view target, cache_version version, clock
     return;
   }
   // A slower reader may finish after a newer answer was stored: keep the newer one.
-  if (it->target == target && it->res.version() == res.version() && it->stored > now) return;
+  if (it->answers(target, res.version()) && it->stored > now) return;
   *it = entry{std::string(target), version, now, route, res};
 }
 

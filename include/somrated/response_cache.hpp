@@ -17,9 +17,11 @@ namespace somrated {
 /// What a cached answer was computed from: the store's write count and the
 /// configuration's reload count when the computation started.
 struct cache_version {
-  std::uint64_t data = 0;    ///< Writes the store had committed.
+  std::uint64_t data = 0;    ///< The writer's job count (db_worker::jobs_count()).
   std::uint64_t config = 0;  ///< Configuration reloads applied.
   bool operator==(const cache_version&) const = default;
+  /// False while a writer job (and whatever it commits) is under way: the count is odd.
+  bool settled() const { return data % 2 == 0; }
 };
 
 /// Recent answers to the hottest read (`/api/v1/latest`), so the network thread can
@@ -63,7 +65,11 @@ class response_cache {
     cache_version version;     ///< What it was computed from.
     clock::time_point stored;  ///< When it was computed.
     std::string_view route;    ///< The route's label, for request metrics.
-    http_response res;         ///< The answer, before conditional-request handling.
+    /// True when this is the answer to target in HTTP/http_version.
+    bool answers(std::string_view t, unsigned http_version) const {
+      return target == t && res.version() == http_version;
+    }
+    http_response res;  ///< The answer, before conditional-request handling.
   };
 
   const std::size_t max_entries_;  ///< Entry bound.
